@@ -1,0 +1,284 @@
+"""Audio files in and out: reading, writing, resampling and channel matching.
+
+Files are read and written with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, MP3); torchaudio is
+used only for resampling, because torchaudio >= 2.9 cannot decode files without torchcodec.
+
+Every waveform in the package is a float32 tensor of shape [channels, time] in [-1, 1]. Problems a
+user can fix (a missing, empty, truncated or non-audio file, NaN samples, an unwritable folder) raise
+:class:`~waveunet.errors.WaveUNetError` with one line naming the file.
+
+Writes are atomic: the audio goes to a hidden temporary file in the destination folder and is moved
+into place with :func:`os.replace`, so a crash never leaves a half-written file behind.
+:class:`AtomicGroup` extends this to several files that must appear together (one per source).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import WaveUNetError
+
+#: file formats we write, and the container name soundfile uses for each
+FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
+
+#: bits per sample -> libsndfile subtype, for the lossless formats (lossy ones ignore ``bits``)
+_PCM_SUBTYPES = {
+    "wav": {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"},
+    "flac": {16: "PCM_16", 24: "PCM_24"},
+}
+_LOSSY_SUBTYPES = {"ogg": "VORBIS", "mp3": "MPEG_LAYER_III"}
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What an audio file holds, read from its header."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.frames / self.sample_rate
+
+
+# --------------------------------------------------------------------------------------- reading
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Sample rate, channel count and length of an audio file, without decoding it.
+
+    Raises WaveUNetError if the file is missing, is not audio, or its header shows it was cut short.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WaveUNetError(f"{path}: no such audio file")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise WaveUNetError(f"{path}: not a readable audio file ({_reason(error)})") from None
+    if _header_shows_truncation(info.extra_info):
+        raise WaveUNetError(f"{path}: audio file is truncated (shorter than its header says)")
+    return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames))
+
+
+def read_audio(path: str | os.PathLike, start: int = 0, frames: int = -1) -> tuple[torch.Tensor, int]:
+    """Decode ``frames`` samples per channel from ``start`` (all of the rest if ``frames`` < 0).
+
+    Returns ``(audio, sample_rate)`` with ``audio`` a float32 tensor [channels, time]. Raises
+    WaveUNetError if the file is missing, not audio, empty, truncated or corrupt, or holds NaN/Inf.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    if info.frames == 0:
+        raise WaveUNetError(f"{path}: audio file is empty (zero samples)")
+    if not 0 <= start < info.frames:
+        raise WaveUNetError(f"{path}: start sample {start} is outside the file's {info.frames} samples")
+    expected = info.frames - start if frames < 0 else min(frames, info.frames - start)
+    try:
+        data, sample_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise WaveUNetError(f"{path}: audio file is corrupt ({_reason(error)})") from None
+    # Compressed formats report their length from the header; a cut-off stream decodes short.
+    if len(data) < expected:
+        raise WaveUNetError(f"{path}: audio file is truncated ({len(data)} of {expected} samples decode)")
+    if not np.isfinite(data).all():
+        raise WaveUNetError(f"{path}: audio file contains NaN or infinite samples")
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sample_rate)
+
+
+def _header_shows_truncation(log: str) -> bool:
+    # libsndfile notes a WAV data chunk longer than the file as "data : N (should be M)" and an
+    # Ogg stream cut mid-page as a last page without the end-of-stream bit.
+    return any(
+        (line.startswith("data") and "should be" in line) or "lacks an end-of-stream" in line
+        for line in log.splitlines()
+    )
+
+
+def _reason(error: Exception) -> str:
+    # libsndfile messages span lines and repeat the path; keep the last meaningful line only.
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1].split(": ", 1)[-1] if lines else type(error).__name__
+
+
+# ------------------------------------------------------------------------------ sample rate, channels
+
+
+def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Band-limited resampling of [..., time] audio from ``orig_sr`` to ``new_sr`` Hz."""
+    if orig_sr == new_sr:
+        return audio
+    import torchaudio.functional  # imported here: only callers that resample pay for torchaudio
+
+    return torchaudio.functional.resample(audio, int(orig_sr), int(new_sr))
+
+
+def match_channels(audio: torch.Tensor, channels: int, downmix: bool = False, name: str = "audio") -> torch.Tensor:
+    """Convert [C, time] audio to [channels, time].
+
+    Mono becomes stereo by duplication and stereo becomes mono by averaging. Audio with more than two
+    channels is refused (``name`` says which in the error) unless ``downmix`` is set, in which case it
+    is averaged to mono first.
+    """
+    have = audio.shape[0]
+    if have == channels:
+        return audio
+    if have > 2:
+        if not downmix:
+            raise WaveUNetError(f"{name}: has {have} channels; only mono and stereo are supported (use downmix)")
+        audio, have = audio.mean(dim=0, keepdim=True), 1
+    if channels == 1:
+        return audio.mean(dim=0, keepdim=True)
+    if channels == 2 and have == 1:
+        return audio.expand(2, -1).clone()
+    if channels == have:
+        return audio
+    raise WaveUNetError(f"{name}: cannot convert {have} channels to {channels}")
+
+
+# --------------------------------------------------------------------------------------- writing
+
+
+def write_audio(
+    path: str | os.PathLike,
+    audio: torch.Tensor,
+    sample_rate: int,
+    format: str = "wav",
+    bits: int = 16,
+    overwrite: bool = False,
+) -> Path:
+    """Write [channels, time] (or mono [time]) audio atomically; returns the path written.
+
+    ``format`` is one of wav/flac/ogg/mp3; ``bits`` (16, 24, or 32 = float for WAV) applies to the
+    lossless formats. An existing file is kept unless ``overwrite`` is set.
+    """
+    path = Path(path)
+    _check_destination(path, overwrite)
+    temporary = _encode_to_temporary(path, audio, sample_rate, format, bits)
+    try:
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise WaveUNetError(f"{path}: cannot write ({error.strerror})") from None
+    return path
+
+
+class AtomicGroup:
+    """Write several audio files so that either all of them appear or none does.
+
+    Each :meth:`write_audio` encodes to a temporary file beside its destination; leaving the ``with``
+    block without an exception moves them all into place, an exception deletes them. Files the group
+    overwrites are moved aside first and restored if any move fails::
+
+        with AtomicGroup(overwrite=False) as group:
+            for source, audio in estimates.items():
+                group.write_audio(out / f"{source}.wav", audio, sample_rate)
+    """
+
+    def __init__(self, overwrite: bool = False):
+        self.overwrite = overwrite
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, destination)
+
+    def write_audio(self, path, audio, sample_rate, format="wav", bits=16) -> Path:
+        """Encode one file of the group (same arguments as :func:`write_audio`); returns its final path."""
+        path = Path(path)
+        if any(destination == path for _, destination in self._pending):
+            raise WaveUNetError(f"{path}: written twice in one group")
+        _check_destination(path, self.overwrite)
+        self._pending.append((_encode_to_temporary(path, audio, sample_rate, format, bits), path))
+        return path
+
+    def __enter__(self) -> "AtomicGroup":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        pending, self._pending = self._pending, []
+        if exc_type is not None:
+            for temporary, _ in pending:
+                temporary.unlink(missing_ok=True)
+            return
+        self._commit(pending)
+
+    def _commit(self, pending: list[tuple[Path, Path]]) -> None:
+        # Check every destination again before touching any: a file may have appeared meanwhile.
+        try:
+            for _, destination in pending:
+                _check_destination(destination, self.overwrite)
+        except WaveUNetError:
+            for temporary, _ in pending:
+                temporary.unlink(missing_ok=True)
+            raise
+        placed: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
+        try:
+            for temporary, destination in pending:
+                backup = None
+                if destination.exists():
+                    backup = destination.with_name(f".{destination.name}.{os.getpid()}.backup")
+                    os.replace(destination, backup)
+                placed.append((destination, backup))
+                os.replace(temporary, destination)
+        except OSError as error:
+            failed = destination
+            for moved, backup in reversed(placed):
+                moved.unlink(missing_ok=True)
+                if backup is not None:
+                    os.replace(backup, moved)
+            for temporary, _ in pending:
+                temporary.unlink(missing_ok=True)
+            raise WaveUNetError(f"{failed}: cannot write ({error.strerror}); no file of the group was written") from None
+        for _, backup in placed:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
+
+
+def _check_destination(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise WaveUNetError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
+    if path.is_dir():
+        raise WaveUNetError(f"{path}: is a folder, not a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise WaveUNetError(f"{folder}: output folder does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise WaveUNetError(f"{folder}: output folder is not writable")
+
+
+def _encode_to_temporary(path: Path, audio: torch.Tensor, sample_rate: int, format: str, bits: int) -> Path:
+    """Encode ``audio`` into a hidden temporary file in ``path``'s folder and return its path."""
+    format = format.lower()
+    if format not in FORMATS:
+        raise WaveUNetError(f"{path}: unknown audio format {format!r} (choose from {', '.join(FORMATS)})")
+    if format in _PCM_SUBTYPES:
+        if bits not in _PCM_SUBTYPES[format]:
+            raise WaveUNetError(f"{path}: {format} cannot be written with {bits} bits (choose from {sorted(_PCM_SUBTYPES[format])})")
+        subtype = _PCM_SUBTYPES[format][bits]
+    else:
+        subtype = _LOSSY_SUBTYPES[format]
+    samples = audio.detach().to("cpu", torch.float32)
+    if samples.dim() == 1:
+        samples = samples.unsqueeze(0)
+    if samples.dim() != 2 or samples.shape[-1] == 0:
+        raise WaveUNetError(f"{path}: expected audio shaped [channels, time], got {tuple(audio.shape)}")
+    if not torch.isfinite(samples).all():
+        raise WaveUNetError(f"{path}: refusing to write audio containing NaN or infinite samples")
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+    except OSError as error:
+        raise WaveUNetError(f"{path.parent}: cannot write to output folder ({error.strerror})") from None
+    temporary = Path(handle.name)
+    try:
+        with handle:
+            sf.write(handle, samples.T.numpy(), int(sample_rate), subtype=subtype, format=FORMATS[format])
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as error:
+        temporary.unlink(missing_ok=True)
+        raise WaveUNetError(f"{path}: cannot encode audio as {format} ({_reason(error)})") from None
+    return temporary
