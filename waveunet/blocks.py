@@ -1,0 +1,336 @@
+"""U-Net building blocks for any number of spatial dimensions.
+
+The 1D Wave-U-Net (Stoller et al., 2018) and the 2D U-Net (Ronneberger et al., 2015) are the same
+machine: a contracting path of :class:`DownBlock` (conv stage, keep the skip, down-sample), a
+bottleneck, and an expanding path of :class:`UpBlock` (up-sample, crop-and-concatenate the skip,
+conv stage). Everything here takes ``dim`` (1 for ``[batch, channels, time]``, 2 for
+``[batch, channels, height, width]``) as a constructor argument.
+
+Every module that changes the spatial size carries ``size_ops`` (see :mod:`waveunet.sizes`), so a
+network's valid input and output sizes follow from the very modules it is built of.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import sizes
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
+_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+_MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+
+
+def size_ops_of(module: nn.Module) -> list:
+    """The size ops of ``module``: its own ``size_ops``, or its children's in order."""
+    if hasattr(module, "size_ops"):
+        return list(module.size_ops)
+    return [op for child in module.children() for op in size_ops_of(child)]
+
+
+def make_norm(kind: str, dim: int, channels: int, momentum: float = 0.1) -> nn.Module:
+    """``none`` | ``batch`` | ``group`` (GroupNorm with one group per 8 channels, as the PyTorch Wave-U-Net)."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return _BATCH_NORM[dim](channels, momentum=momentum)
+    if kind == "group":
+        return nn.GroupNorm(max(1, channels // 8), channels)
+    raise ValueError(f"unknown norm {kind!r} (none, batch, group)")
+
+
+def make_activation(kind: str, negative_slope: float = 0.2) -> nn.Module:
+    """``leaky_relu`` (slope ``negative_slope``) | ``relu`` | ``tanh`` | ``linear``."""
+    if kind == "leaky_relu":
+        return nn.LeakyReLU(negative_slope)
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "tanh":
+        return nn.Tanh()
+    if kind == "linear":
+        return nn.Identity()
+    raise ValueError(f"unknown activation {kind!r} (leaky_relu, relu, tanh, linear)")
+
+
+class ConvLayer(nn.Sequential):
+    """conv -> norm -> activation.
+
+    ``padding="valid"`` uses no padding (the output shrinks by ``kernel - 1``); ``"same"`` zero-pads
+    ``(kernel - 1) / 2`` on each side (odd kernels), so only the stride changes the size.
+    Shapes: ``[batch, in_channels, *size]`` -> ``[batch, out_channels, *size']``.
+    """
+
+    def __init__(self, dim: int, in_channels: int, out_channels: int, kernel: int, *, stride: int = 1,
+                 padding: str = "valid", norm: str = "none", activation: str = "leaky_relu",
+                 negative_slope: float = 0.2, bias: bool = True, norm_momentum: float = 0.1):
+        if padding == "same" and kernel % 2 == 0:
+            raise ValueError(f"same padding needs an odd kernel, got {kernel}")
+        pad = (kernel - 1) // 2 if padding == "same" else 0
+        super().__init__(
+            _CONV[dim](in_channels, out_channels, kernel, stride=stride, padding=pad, bias=bias),
+            make_norm(norm, dim, out_channels, norm_momentum),
+            make_activation(activation, negative_slope),
+        )
+        self.size_ops = [sizes.Conv(kernel, stride, padding)]
+
+
+class ConvStage(nn.Sequential):
+    """``depth`` conv layers in a row: ``in -> mid -> out -> ... -> out`` channels.
+
+    ``mid_channels`` is the width of the first layer's output (default ``out_channels``); the padded
+    2D U-Net uses half the stage width there.
+    """
+
+    def __init__(self, dim: int, in_channels: int, out_channels: int, kernel: int, *, depth: int = 1,
+                 mid_channels: int | None = None, **layer_options):
+        first = mid_channels if depth > 1 and mid_channels else out_channels
+        widths = [in_channels, first] + [out_channels] * (depth - 1)
+        super().__init__(*(ConvLayer(dim, a, b, kernel, **layer_options) for a, b in zip(widths, widths[1:])))
+
+
+# --- down-sampling -----------------------------------------------------------------------------
+
+
+class Decimate(nn.Module):
+    """Keep every ``factor``-th sample on each spatial axis (the paper's down-sampling, no filter)."""
+
+    def __init__(self, dim: int, factor: int = 2, padding: str = "valid"):
+        super().__init__()
+        self.dim, self.factor = dim, factor
+        self.size_ops = [sizes.Decimate(factor, padding)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index = (Ellipsis,) + (slice(None, None, self.factor),) * self.dim
+        return x[index]
+
+
+class MaxPool(nn.Module):
+    """Max-pooling by ``factor`` (``ceil_mode`` keeps the last, partial window)."""
+
+    def __init__(self, dim: int, factor: int = 2, ceil_mode: bool = False):
+        super().__init__()
+        self.pool = _MAX_POOL[dim](factor, ceil_mode=ceil_mode)
+        self.size_ops = [sizes.Pool(factor, ceil_mode)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(x)
+
+
+def sinc_lowpass(factor: int, taps: int = 15) -> torch.Tensor:
+    """The PyTorch Wave-U-Net's fixed low-pass: windowed sinc, cutoff ``0.5 / factor``, sum 1.
+
+    The reference's window is ``0.42 - 0.5 cos(2 pi i / M) + 0.08 cos(4 pi M)``; the last term is
+    a constant (a typo for a Blackman window), reproduced so imported models stay exact.
+    Returns ``[taps]``.
+    """
+    m = taps - 1
+    fc = 0.5 / factor
+    i = torch.arange(taps, dtype=torch.float64)
+    t = i - m / 2
+    h = torch.where(t == 0, torch.full_like(t, 2 * math.pi * fc), torch.sin(2 * math.pi * fc * t) / torch.where(t == 0, 1, t))
+    h = h * (0.42 - 0.5 * torch.cos(2 * math.pi * i / m) + 0.08 * math.cos(4 * math.pi * m))
+    return (h / h.sum()).float()
+
+
+class SincResample(nn.Module):
+    """Fixed low-pass resampling by ``factor`` (1D), as the PyTorch Wave-U-Net's ``Resample1d``.
+
+    Down: reflect-pad ``taps // 2``, depthwise filter with stride ``factor``: n -> (n - 1) / factor + 1
+    (n must be 1 modulo ``factor``). Up: reflect-pad, depthwise transposed filter with stride
+    ``factor``, centre crop to (n - 1) * factor + 1. The filter is a buffer (not trained), stored
+    per channel so that imported checkpoints keep theirs. Shapes ``[batch, channels, time]``.
+    """
+
+    def __init__(self, channels: int, factor: int, up: bool = False, taps: int = 15):
+        super().__init__()
+        self.factor, self.up, self.taps = factor, up, taps
+        self.register_buffer("filter", sinc_lowpass(factor, taps).expand(channels, 1, taps).clone())
+        self.size_ops = [sizes.Resample(factor, up)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-1]
+        x = F.pad(x, (self.taps // 2, self.taps // 2), mode="reflect")
+        if not self.up:
+            return F.conv1d(x, self.filter, stride=self.factor, groups=x.shape[1])
+        y = F.conv_transpose1d(x, self.filter, stride=self.factor, groups=x.shape[1])
+        return center_crop(y, [(n - 1) * self.factor + 1])
+
+
+# --- up-sampling -------------------------------------------------------------------------------
+
+
+def interleave(even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+    """``[..., n]`` and ``[..., n or n-1]`` -> ``[..., len(even) + len(odd)]`` with ``out[2j] = even[j]``."""
+    n_odd = odd.shape[-1]
+    pairs = torch.stack([even[..., :n_odd], odd], dim=-1).flatten(-2)
+    return torch.cat([pairs, even[..., n_odd:]], dim=-1)
+
+
+class LinearUpsample(nn.Module):
+    """Linear interpolation by 2 along time, as in the Wave-U-Net paper.
+
+    Valid ("context") mode: n -> 2n-1, corners aligned: ``out[2j] = h[j]``,
+    ``out[2j+1] = (h[j] + h[j+1]) / 2``. Same mode: n -> 2n with TF1 ``resize_bilinear`` semantics
+    (no corner alignment, no half-pixel centres): as above, and the last sample repeats ``h[n-1]``.
+    Shapes ``[batch, channels, time]``.
+    """
+
+    def __init__(self, padding: str = "valid"):
+        super().__init__()
+        self.padding = padding
+        self.size_ops = [sizes.Upsample(2, padding)]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.padding == "same":
+            h_next = torch.cat([h[..., 1:], h[..., -1:]], dim=-1)
+        else:
+            h_next = h[..., 1:]
+        return interleave(h, (h[..., : h_next.shape[-1]] + h_next) / 2)
+
+
+class LearnedUpsample(nn.Module):
+    """The paper's learned interpolation layer (M5): one weight per feature channel.
+
+    ``out[2j] = h[j]``, ``out[2j+1] = sigmoid(w) h[j] + (1 - sigmoid(w)) h[j+1]``; ``w = 0`` starts
+    as plain linear interpolation. Valid mode n -> 2n-1; same mode n -> 2n with a zero right
+    neighbour for the last sample. Shapes ``[batch, channels, time]``.
+    """
+
+    def __init__(self, channels: int, padding: str = "valid"):
+        super().__init__()
+        self.padding = padding
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.size_ops = [sizes.Upsample(2, padding)]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h_next = h[..., 1:]
+        if self.padding == "same":
+            h_next = F.pad(h_next, (0, 1))
+        a = torch.sigmoid(self.weight)[:, None]
+        return interleave(h, a * h[..., : h_next.shape[-1]] + (1 - a) * h_next)
+
+
+class TransposedUpsample(nn.Module):
+    """Transposed convolution: n -> (n - 1) * stride - 2 * padding + kernel.
+
+    The U-Net's 2x2 "up-convolution" is ``kernel=2, stride=2`` (n -> 2n); the PyTorch
+    Wave-U-Net's learned resampling uses ``padding=kernel-1`` (see its spec).
+    """
+
+    def __init__(self, dim: int, in_channels: int, out_channels: int, kernel: int, stride: int,
+                 padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.conv = _CONV_T[dim](in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias)
+        self.size_ops = [sizes.TransposedConv(kernel, stride, padding)]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(h)
+
+
+# --- crop and merge ----------------------------------------------------------------------------
+
+
+def center_crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Crop the trailing ``len(size)`` axes of ``x`` to ``size``, centred (extra sample on the right)."""
+    index = [slice(None)] * (x.dim() - len(size))
+    for have, want in zip(x.shape[-len(size):], size):
+        if want > have:
+            raise ValueError(f"cannot crop length {have} to {want}")
+        left = (have - want) // 2
+        index.append(slice(left, left + want))
+    return x[tuple(index)]
+
+
+def center_pad(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Zero-pad (or crop) the trailing axes of ``x`` to ``size``, centred."""
+    pads = []
+    for have, want in zip(reversed(x.shape[-len(size):]), reversed(list(size))):
+        pads += [(want - have) // 2, want - have - (want - have) // 2]
+    return F.pad(x, pads)
+
+
+def crop_and_concat(skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``[crop(skip), crop(h)]`` on channels, both centre-cropped to their common size."""
+    size = [min(a, b) for a, b in zip(skip.shape[2:], h.shape[2:])]
+    return torch.cat([center_crop(skip, size), center_crop(h, size)], dim=1)
+
+
+def resize_and_concat(skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``[skip, h]`` after zero-padding (or cropping) ``h`` to the skip's size (padded U-Nets)."""
+    return torch.cat([skip, center_pad(h, skip.shape[2:])], dim=1)
+
+
+MERGES = {"crop": crop_and_concat, "pad": resize_and_concat}
+
+
+# --- the blocks ---------------------------------------------------------------------------------
+
+
+class DownBlock(nn.Module):
+    """Conv stage, keep its output as the skip feature, then down-sample.
+
+    ``downsample`` is any module: decimation, max-pooling, a strided conv, a fixed low-pass, or a
+    sequence starting with more convolutions (the PyTorch Wave-U-Net convolves again after taking
+    the skip). ``forward(x) -> (down-sampled, skip)``.
+    """
+
+    def __init__(self, stage: nn.Module, downsample: nn.Module):
+        super().__init__()
+        self.stage, self.downsample = stage, downsample
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        skip = self.stage(x)
+        return self.downsample(skip), skip
+
+
+class UpBlock(nn.Module):
+    """Up-sample, merge with the skip feature (crop-and-concat, or pad-and-concat), conv stage.
+
+    ``forward(h, skip) -> stage(merge(skip, upsample(h)))``.
+    """
+
+    def __init__(self, upsample: nn.Module, stage: nn.Module, merge: str = "crop"):
+        super().__init__()
+        self.upsample, self.stage = upsample, stage
+        self.merge = merge
+        self._merge = MERGES[merge]
+
+    def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.stage(self._merge(skip, self.upsample(h)))
+
+
+class UNet(nn.Module):
+    """The contracting path, bottleneck and expanding path; returns the last feature map.
+
+    ``forward(x) -> features``: ``[batch, in, *size]`` -> ``[batch, F_0, *size']`` where ``size'``
+    follows from :meth:`size_ops` (equal to ``size`` for same-padded networks).
+    """
+
+    def __init__(self, down: Sequence[DownBlock], bottleneck: nn.Module, up: Sequence[UpBlock]):
+        super().__init__()
+        if len(down) != len(up):
+            raise ValueError("a U-Net needs as many up blocks as down blocks")
+        self.down = nn.ModuleList(down)
+        self.bottleneck = bottleneck
+        self.up = nn.ModuleList(up)
+
+    def size_ops(self) -> tuple[list, list, list]:
+        """(contracting, bottleneck, expanding) size ops."""
+        return ([op for b in self.down for op in size_ops_of(b)], size_ops_of(self.bottleneck),
+                [op for b in self.up for op in size_ops_of(b)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x, skip = block(x)
+            skips.append(skip)
+        x = self.bottleneck(x)
+        for block, skip in zip(self.up, reversed(skips)):
+            x = block(x, skip)
+        return x

@@ -1,0 +1,52 @@
+"""Build a model from a preset name or a config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from ..errors import WaveUNetError
+from .config import UNet2dConfig, WaveUNetConfig
+from .presets import PRESETS
+from .unet2d import UNet2d
+from .wave_u_net import WaveUNet
+
+
+def list_presets() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return list(PRESETS)
+
+
+def resolve_config(preset_or_config: str | WaveUNetConfig | UNet2dConfig, **overrides):
+    """The config of a preset (or the config itself), with ``overrides`` replaced."""
+    if isinstance(preset_or_config, str):
+        if preset_or_config not in PRESETS:
+            raise WaveUNetError(f"unknown preset {preset_or_config!r}; presets: {', '.join(PRESETS)}")
+        config = PRESETS[preset_or_config]
+    else:
+        config = preset_or_config
+    if not overrides:
+        return config
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise WaveUNetError(f"unknown {type(config).__name__} field(s): {', '.join(unknown)}")
+    try:
+        return dataclasses.replace(config, **overrides)
+    except (TypeError, ValueError) as error:
+        raise WaveUNetError(str(error)) from None
+
+
+def model_from_config(config: WaveUNetConfig | UNet2dConfig) -> nn.Module:
+    """A freshly initialised model for ``config``."""
+    if isinstance(config, WaveUNetConfig):
+        return WaveUNet(config)
+    if isinstance(config, UNet2dConfig):
+        return UNet2d(config)
+    raise TypeError(f"not a model config: {type(config).__name__}")
+
+
+def build_model(preset_or_config: str | WaveUNetConfig | UNet2dConfig, **overrides) -> nn.Module:
+    """``build_model("M4")``, ``build_model("M4", channels=1)`` or ``build_model(WaveUNetConfig(...))``."""
+    return model_from_config(resolve_config(preset_or_config, **overrides))
