@@ -151,7 +151,7 @@ class SincResample(nn.Module):
         super().__init__()
         self.factor, self.up, self.taps = factor, up, taps
         self.register_buffer("filter", sinc_lowpass(factor, taps).expand(channels, 1, taps).clone())
-        self.size_ops = [sizes.Resample(factor, up)]
+        self.size_ops = [sizes.Resample(factor, up, taps // 2)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[-1]

@@ -101,12 +101,18 @@ class Pool:
 
 @dataclass(frozen=True)
 class Resample:
-    """Fixed low-pass (sinc) resampling by ``factor`` of the PyTorch Wave-U-Net: length must be 1 mod factor."""
+    """Fixed low-pass (sinc) resampling by ``factor`` of the PyTorch Wave-U-Net: length must be 1 mod factor.
+
+    The filter is applied after reflect-padding ``pad`` samples, which needs more than ``pad`` samples.
+    """
 
     factor: int
     up: bool = False
+    pad: int = 7
 
     def forward(self, n: int) -> int:
+        if n <= self.pad:
+            raise SizeError(f"length {n} is too short to reflect-pad {self.pad} samples")
         if self.up:
             return (n - 1) * self.factor + 1
         if n % self.factor != 1 % self.factor:
