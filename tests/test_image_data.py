@@ -317,27 +317,29 @@ def encoded(tmp_path: Path, count: int = 2, size: tuple[int, int] = (60, 70)) ->
 def test_random_crops_align_input_context_and_mask(tmp_path):
     data = encoded(tmp_path)
     shape = WindowShape.of((36, 40), (20, 24))
-    crops = RandomCrops(data, shape, samples=10, augmentation=GEOMETRY_ONLY, weight_map=WeightMapConfig())
-    for i in range(len(crops)):
-        sample = crops[i]
-        assert sample["image"].shape == (1, 36, 40) and sample["mask"].shape == (20, 24)
-        assert sample["weight"].shape == (20, 24) and float(sample["weight"].min()) > 0
-        centre = sample["image"][0, 8:28, 8:32]
+    crops = RandomCrops(data, shape, epoch_size=10, augmentation=GEOMETRY_ONLY, weight_map=WeightMapConfig())
+    assert len(crops) == 10
+    for n in range(len(crops)):
+        image, mask, weight = crops[n]
+        assert image.shape == (1, 36, 40) and mask.shape == (20, 24)
+        assert weight.shape == (20, 24) and float(weight.min()) > 0
+        centre = image[0, 8:28, 8:32]
         pure = (centre == 0) | (centre == 1)
-        assert pure.float().mean() > 0.5 and torch.equal(sample["mask"][pure], centre[pure].long())
-    again = crops[3]
-    assert all(torch.equal(again[key], crops[3][key]) for key in again)
-    crops.set_epoch(1)
-    assert not torch.equal(again["image"], crops[3]["image"])
+        assert pure.float().mean() > 0.5 and torch.equal(mask[pure], centre[pure].long())
+    # example n depends on (seed, n) only: the same again, in another dataset object, past the epoch
+    again = RandomCrops(data, shape, epoch_size=3, augmentation=GEOMETRY_ONLY, weight_map=WeightMapConfig())
+    assert all(torch.equal(a, b) for a, b in zip(crops[3], again[3]))
+    assert not torch.equal(crops[3][0], crops[13][0]) and len(again[25]) == 3
+    assert not torch.equal(crops[3][0], RandomCrops(data, shape, epoch_size=10, augmentation=GEOMETRY_ONLY, seed=1)[3][0])
 
 
 def test_crops_without_augmentation_are_exact_windows(tmp_path):
     data = encoded(tmp_path, count=1)
     shape = WindowShape.of(30, 16)
-    for i in range(5):
-        sample = RandomCrops(data, shape, samples=5, seed=3)[i]
-        assert torch.equal(sample["image"][0, 7:23, 7:23].long(), sample["mask"])
-        assert "weight" not in sample
+    crops = RandomCrops(data, shape, epoch_size=5, seed=3)
+    for n in range(5):
+        image, mask = crops[n]
+        assert torch.equal(image[0, 7:23, 7:23].long(), mask)
 
 
 def test_validation_windows_score_every_pixel_once(tmp_path):
@@ -347,15 +349,15 @@ def test_validation_windows_score_every_pixel_once(tmp_path):
     assert len(windows) == 2 * 3 * 3  # 60 and 70 pixels need three 24-pixel windows each
     scored = [0, 0]
     for (number, top, left), index in zip(windows.windows, range(len(windows))):
-        sample = windows[index]
-        assert sample["image"].shape == (1, 40, 40) and sample["mask"].shape == (24, 24)
-        kept = sample["mask"] != IGNORE_INDEX
+        image, mask, weight = windows[index]
+        assert image.shape == (1, 40, 40) and mask.shape == weight.shape == (24, 24)
+        kept = mask != IGNORE_INDEX
         truth = shape.cut_output(data[number].mask, top, left)
-        assert torch.equal(sample["mask"][kept], truth[kept])
-        assert torch.equal(sample["image"][0, 8:32, 8:32].long(), truth)
+        assert torch.equal(mask[kept], truth[kept])
+        assert torch.equal(image[0, 8:32, 8:32].long(), truth)
         scored[number] += int(kept.sum())
     assert scored == [60 * 70, 60 * 70]
-    assert torch.equal(windows[4]["mask"], ValidationWindows(data, shape)[4]["mask"])
+    assert all(torch.equal(a, b) for a, b in zip(windows[4][:2], ValidationWindows(data, shape)[4]))
 
 
 def test_image_smaller_than_the_output_window_is_an_error(tmp_path):
@@ -363,6 +365,6 @@ def test_image_smaller_than_the_output_window_is_an_error(tmp_path):
     wide = WindowShape.of((28, 48), (20, 40))
     assert len(ValidationWindows(data, wide)) == 2 * 2
     # a quarter turn would make the 50x30 image 30x50, too narrow for the 40-pixel-wide window
-    one_line_error(lambda: RandomCrops(data, wide, samples=1, augmentation=AugmentConfig()), "0.png", "50x30", "40x20")
-    assert len(RandomCrops(data, wide, samples=1, augmentation=AugmentConfig(rotate90=False))) == 1
+    one_line_error(lambda: RandomCrops(data, wide, epoch_size=1, augmentation=AugmentConfig()), "0.png", "50x30", "40x20")
+    assert len(RandomCrops(data, wide, epoch_size=1, augmentation=AugmentConfig(rotate90=False))[0]) == 2
     one_line_error(lambda: ValidationWindows(data, WindowShape.of(40, 32)), "0.png", "50x30", "32x32")

@@ -1,10 +1,15 @@
-"""Training and validation samples for a segmentation model with a given window shape.
+"""Training and validation examples for a segmentation model with a given window shape.
 
-Each sample is a dict: ``image`` [C, in_h, in_w] float32 (the model input, mirror-padded where it
-leaves the image), ``mask`` [out_h, out_w] int64 (the labels under the model's output window) and,
-when weight maps are asked for, ``weight`` [out_h, out_w] float32 (the paper's per-pixel loss
-weights, computed once per image on the whole mask so that cells cut by the window keep their
-borders). For same-padding models the input and output windows are equal.
+An example is ``(image [C, in_h, in_w], mask [out_h, out_w])``: the model input, mirror-padded
+where it leaves the image (float32), and the int64 labels under the model's output window. When
+weight maps are asked for it is ``(image, mask, weight [out_h, out_w])``, the paper's per-pixel
+loss weights, computed once per image on the whole mask so that cells cut by the window keep their
+borders. Batches therefore unpack as ``images, *targets = batch``. For same-padding models the input
+and output windows are equal.
+
+As for audio (:mod:`waveunet.data.sampling`), training example ``n`` is drawn from a generator
+seeded with ``(seed, n)`` alone, and ``n`` runs over the whole training stream, so that
+:class:`~waveunet.data.sampling.StreamSampler` makes epochs, workers and resumption reproducible.
 """
 
 from __future__ import annotations
@@ -38,20 +43,16 @@ def _check_fit(images: Sequence[LabelledImage], shape: WindowShape, transposed: 
             )
 
 
-def _sample(image: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    sample = {"image": image, "mask": mask}
-    if weight is not None:
-        sample["weight"] = weight
-    return sample
+def _example(image: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    return (image, mask) if weight is None else (image, mask, weight)
 
 
 class RandomCrops(torch.utils.data.Dataset):
-    """``samples`` training crops per epoch: augmented images cut at random output windows.
+    """Augmented images cut at random output windows.
 
-    Item i takes image i mod len(images), so every image is seen equally often; its augmentation
-    and window are drawn from a generator seeded by (seed, epoch, i), so a sample does not depend
-    on the DataLoader's workers and a resumed run sees the same samples. Call :meth:`set_epoch`
-    before iterating each epoch (with non-persistent workers).
+    Example n takes image n mod len(images), so every image is seen equally often, and draws its
+    augmentation and window from a generator seeded with (seed, n). ``len()`` is ``epoch_size``,
+    but any n >= 0 is valid.
     """
 
     def __init__(
@@ -59,7 +60,7 @@ class RandomCrops(torch.utils.data.Dataset):
         images: Sequence[LabelledImage],
         shape: WindowShape,
         *,
-        samples: int,
+        epoch_size: int,
         num_classes: int = 2,
         augmentation: AugmentConfig | None = None,
         weight_map: WeightMapConfig | None = None,
@@ -67,28 +68,26 @@ class RandomCrops(torch.utils.data.Dataset):
     ):
         if not images:
             raise WaveUNetError("no training images")
-        self.images, self.shape, self.samples = list(images), shape, samples
-        self.augmentation, self.seed, self.epoch = augmentation, seed, 0
+        self.images, self.shape, self.epoch_size = list(images), shape, int(epoch_size)
+        self.augmentation, self.seed = augmentation, int(seed)
         # a quarter turn swaps height and width, so then both orientations must fit
         _check_fit(self.images, shape, transposed=augmentation is not None and augmentation.rotate90)
         self.weights = _weight_maps(self.images, num_classes, weight_map)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __len__(self) -> int:
-        return self.samples
+        return self.epoch_size
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(2, dtype=np.uint32)
-        generator = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        example = self.images[index % len(self.images)]
-        image, mask, weight = example.image, example.mask, self.weights[index % len(self.images)]
+    def __getitem__(self, n: int) -> tuple[torch.Tensor, ...]:
+        if n < 0:
+            raise IndexError(n)
+        generator = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, int(n)]).integers(2**63)))
+        example = self.images[n % len(self.images)]
+        image, mask, weight = example.image, example.mask, self.weights[n % len(self.images)]
         if self.augmentation is not None:
             image, mask, weight = augment(image, mask, self.augmentation, generator, weight)
         top, left = self.shape.random_window(*mask.shape, generator)
         cut = self.shape.cut_output
-        return _sample(
+        return _example(
             self.shape.cut_input(image, top, left), cut(mask, top, left), None if weight is None else cut(weight, top, left)
         )
 
@@ -119,7 +118,7 @@ class ValidationWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         number, top, left = self.windows[index]
         example, weight = self.images[number], self.weights[number]
         mask = example.mask.clone()
@@ -127,7 +126,7 @@ class ValidationWindows(torch.utils.data.Dataset):
             if earlier == number:
                 self.shape.cut_output(mask, earlier_top, earlier_left).fill_(IGNORE_INDEX)
         cut = self.shape.cut_output
-        return _sample(
+        return _example(
             self.shape.cut_input(example.image, top, left),
             cut(mask, top, left),
             None if weight is None else cut(weight, top, left),
