@@ -354,6 +354,7 @@ def test_validation_windows_score_every_pixel_once(tmp_path):
         kept = mask != IGNORE_INDEX
         truth = shape.cut_output(data[number].mask, top, left)
         assert torch.equal(mask[kept], truth[kept])
+        assert bool((weight[kept] > 0).all()) and not bool(weight[~kept].any())
         assert torch.equal(image[0, 8:32, 8:32].long(), truth)
         scored[number] += int(kept.sum())
     assert scored == [60 * 70, 60 * 70]

@@ -96,8 +96,8 @@ class ValidationWindows(torch.utils.data.Dataset):
     """Fixed output windows covering every validation image, each pixel scored exactly once.
 
     Windows follow :meth:`WindowShape.covering_windows`; where a window overlaps one before it,
-    those mask pixels are set to :data:`IGNORE_INDEX`, so summing over the windows counts every
-    image pixel once. No augmentation.
+    those mask pixels are set to :data:`IGNORE_INDEX` (and their weights to 0), so summing over the
+    windows counts every image pixel once. No augmentation.
     """
 
     def __init__(
@@ -125,9 +125,8 @@ class ValidationWindows(torch.utils.data.Dataset):
         for earlier, earlier_top, earlier_left in self.windows[:index]:
             if earlier == number:
                 self.shape.cut_output(mask, earlier_top, earlier_left).fill_(IGNORE_INDEX)
-        cut = self.shape.cut_output
-        return _example(
-            self.shape.cut_input(example.image, top, left),
-            cut(mask, top, left),
-            None if weight is None else cut(weight, top, left),
-        )
+        mask = self.shape.cut_output(mask, top, left)
+        if weight is not None:
+            # ignored pixels weigh nothing, so a weighted mean over the window stays a mean over scored pixels
+            weight = self.shape.cut_output(weight, top, left).masked_fill(mask == IGNORE_INDEX, 0.0)
+        return _example(self.shape.cut_input(example.image, top, left), mask, weight)
