@@ -1,0 +1,48 @@
+"""Data augmentation for training excerpts.
+
+- ``gain``: each source times a gain drawn uniformly from ``gain_range`` (the paper's [0.7, 1.0]);
+- ``channel_swap``: left and right exchanged with probability 1/2 (stereo only);
+- ``remix``: every source drawn from an independent random track and position, so the network sees
+  mixtures that never existed (the sources stay real).
+
+With ``gain`` or ``remix`` the mixture is recomputed as the sum of the (scaled) sources; otherwise the
+dataset's own mixture is used (for the compressed MUSDB18 it differs from the sum of its stems by up to
+about 0.05, the AAC coding error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Which augmentations training examples get; the default is none."""
+
+    gain: bool = False
+    gain_range: tuple[float, float] = (0.7, 1.0)
+    channel_swap: bool = False
+    remix: bool = False
+
+    @property
+    def recomputes_mixture(self) -> bool:
+        """Whether the mixture must be rebuilt as the sum of the sources."""
+        return self.gain or self.remix
+
+
+def random_gains(sources: torch.Tensor, rng: np.random.Generator, gain_range: tuple[float, float]) -> torch.Tensor:
+    """Sources [S, channels, time] each scaled by its own gain from U(gain_range)."""
+    gains = rng.uniform(gain_range[0], gain_range[1], size=sources.shape[0])
+    return sources * torch.from_numpy(gains.astype(np.float32)).view(-1, 1, 1)
+
+
+def random_channel_swap(stems: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Stems [S, channels, time] with left and right exchanged (for all stems) with probability 1/2.
+
+    The coin is tossed for mono audio too, so the random stream does not depend on the channel count.
+    """
+    swap = rng.random() < 0.5
+    return stems.flip(1) if swap and stems.shape[1] == 2 else stems
