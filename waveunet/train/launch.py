@@ -1,0 +1,103 @@
+"""From a recipe file to a finished run: what ``waveunet train`` (and ``waveunet image train``) do.
+
+1. read the recipe, apply ``--set`` overrides, check every key (:func:`read_recipe`);
+2. check the run folder (another run there needs ``--resume`` or ``--force``; a resumed run must
+   use the same recipe, apart from the settings in :data:`~waveunet.train.config.RUN_CONTROL_KEYS`);
+3. join the ``torchrun`` job, if any, and pick the device;
+4. build the task (model and data; rank 0 first, so that it alone builds the data cache);
+5. write ``config.toml`` and train (:class:`~waveunet.train.trainer.Trainer`).
+
+Everything that can fail because of the recipe or the data fails in steps 1-4, before the run
+folder is touched.
+
+A task kind (:class:`TaskKind`) names its recipe dataclass (which must have ``model`` and
+``train: TrainConfig`` fields), the function that builds a :class:`~waveunet.train.trainer.Task`
+from it, and the recipe keys that hold paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import WaveUNetError
+from . import distributed
+from .audio import PATH_KEYS, AudioRecipe, build_audio_task
+from .config import RUN_CONTROL_KEYS
+from .recipe import apply_overrides, dump_toml, expand_preset, from_dict, load_toml, resolve_paths, to_dict
+from .rundir import RunDir
+from .state import seed_everything
+from .trainer import Trainer, TrainResult
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    recipe_class: type
+    build_task: Callable
+    path_keys: Sequence[str] = ()
+
+
+AUDIO = TaskKind(AudioRecipe, build_audio_task, PATH_KEYS)
+
+
+def read_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), kind: TaskKind = AUDIO):
+    """The typed recipe at ``path`` with ``overrides`` (``section.key=value``) applied.
+
+    Paths in the file are relative to the file; paths given in ``overrides`` are relative to the
+    working directory.
+    """
+    path = Path(path)
+    table = resolve_paths(load_toml(path), list(kind.path_keys), path.resolve().parent)
+    table = resolve_paths(apply_overrides(table, list(overrides)), list(kind.path_keys), Path.cwd())
+    if "model" in table:
+        table["model"] = expand_preset(table["model"], str(path))
+    return from_dict(kind.recipe_class, table, str(path))
+
+
+def flatten(table: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    flat = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_recipe(run: RunDir, resolved: dict) -> None:
+    """A resumed run must train the same model on the same data in the same way."""
+    before = flatten(load_toml(run.config)) if run.config.is_file() else {}
+    now = flatten(resolved)
+    for key in sorted(set(before) | set(now)):
+        if key not in RUN_CONTROL_KEYS and before.get(key) != now.get(key):
+            raise WaveUNetError(f"{run.config}: the run was made with {key} = {before.get(key)!r}, the recipe now "
+                                f"says {now.get(key)!r}; resume with the run's own recipe or start a new run")
+
+
+def train_from_recipe(recipe_path: str | os.PathLike, out: str | os.PathLike, overrides: Sequence[str] = (), *,
+                      resume: bool = False, force: bool = False, kind: TaskKind = AUDIO,
+                      progress: bool = True) -> TrainResult:
+    """Train as ``recipe_path`` (plus ``overrides``) says, into the run folder ``out``."""
+    recipe = read_recipe(recipe_path, overrides, kind)
+    resolved = to_dict(recipe)
+    run = RunDir(Path(out))
+    run.check(resume=resume, force=force)
+    if resume:
+        check_same_recipe(run, resolved)
+    processes, device = distributed.setup(recipe.train.device)
+    try:
+        seed_everything(recipe.train.seed)  # the same initial weights on every rank
+        if not processes.is_main:
+            distributed.barrier(processes)  # wait for rank 0 to build the data cache
+        task = kind.build_task(recipe, processes, device)
+        if processes.is_main:
+            run.prepare(resume=resume, force=force)
+            run.write_config(f"# resolved from {Path(recipe_path).resolve()}\n" + dump_toml(resolved))
+            distributed.barrier(processes)
+        trainer = Trainer(task, recipe.train, run, processes, device, progress=progress)
+        return trainer.fit(resume=resume)
+    finally:
+        distributed.teardown()
