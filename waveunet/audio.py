@@ -14,6 +14,7 @@ into place with :func:`os.replace`, so a crash never leaves a half-written file 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -122,6 +123,58 @@ def resample(audio: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     return torchaudio.functional.resample(audio, int(orig_sr), int(new_sr))
 
 
+class StreamResampler:
+    """:func:`resample` for a signal that arrives in consecutive blocks ``[..., n_i]``.
+
+    The outputs of :meth:`push` and :meth:`flush`, concatenated, equal ``resample`` of the whole
+    signal up to float rounding, while only one block (plus a few samples of filter margin) is held.
+    torchaudio resamples by a polyphase filter with stride ``orig`` (the rates divided by their
+    greatest common divisor): output ``k * new + p`` depends on the inputs within ``width`` of
+    ``k * orig``. So each call resamples the pending samples together with ``margin`` samples of
+    their neighbours on both sides, starting at a multiple of ``orig``, and emits only the outputs
+    that the zero padding at the block's ends cannot reach.
+    """
+
+    def __init__(self, orig_sr: int, new_sr: int):
+        self.orig_sr, self.new_sr = int(orig_sr), int(new_sr)
+        gcd = math.gcd(self.orig_sr, self.new_sr)
+        self.orig, self.new = self.orig_sr // gcd, self.new_sr // gcd
+        # torchaudio's filter reaches ceil(6 * orig / (0.99 * min(orig, new))) inputs each way
+        width = math.ceil(6 * self.orig / (0.99 * min(self.orig, self.new)))
+        self.margin = self.orig * (width // self.orig + 2)
+        self._buffer: torch.Tensor | None = None  # inputs from global index self._next - lead
+        self._next = 0  # first input index (a multiple of orig) whose outputs are still to come
+        self._received = 0
+
+    def push(self, block: torch.Tensor) -> torch.Tensor:
+        """Take the next ``[..., n]`` inputs; return the outputs that are now final."""
+        if self.orig_sr == self.new_sr:
+            return block
+        self._buffer = block if self._buffer is None else torch.cat([self._buffer, block], dim=-1)
+        self._received += block.shape[-1]
+        until = (self._received - self.margin) // self.orig * self.orig
+        if until <= self._next:
+            return block.new_zeros(*block.shape[:-1], 0)
+        lead = self._lead()
+        out = resample(self._buffer, self.orig, self.new)
+        out = out[..., lead // self.orig * self.new : (until - self._next + lead) // self.orig * self.new]
+        self._next = until
+        self._buffer = self._buffer[..., self._buffer.shape[-1] - (self._received - until) - self._lead():]
+        return out
+
+    def flush(self) -> torch.Tensor:
+        """The remaining outputs, treating the signal as ending here (zero-padded, as ``resample`` does)."""
+        if self.orig_sr == self.new_sr or self._buffer is None:
+            return torch.zeros(0) if self._buffer is None else self._buffer[..., :0]
+        out = resample(self._buffer, self.orig, self.new)[..., self._lead() // self.orig * self.new :]
+        self._buffer, self._next = self._buffer[..., :0], self._received
+        return out
+
+    def _lead(self) -> int:
+        # context kept before the next pending input: none at the signal's start
+        return min(self._next, self.margin)
+
+
 def match_channels(audio: torch.Tensor, channels: int, downmix: bool = False, name: str = "audio") -> torch.Tensor:
     """Convert [C, time] audio to [channels, time].
 
@@ -182,11 +235,15 @@ class AtomicGroup:
         with AtomicGroup(overwrite=False) as group:
             for source, audio in estimates.items():
                 group.write_audio(out / f"{source}.wav", audio, sample_rate)
+
+    :meth:`open_stream` adds a file that is written block by block instead (a long song need not be
+    held in memory); it is finished and moved into place with the others.
     """
 
     def __init__(self, overwrite: bool = False):
         self.overwrite = overwrite
         self._pending: list[tuple[Path, Path]] = []  # (temporary, destination)
+        self._streams: list[BlockWriter] = []  # files still being written block by block
 
     def write_audio(self, path, audio, sample_rate, format="wav", bits=16) -> Path:
         """Encode one file of the group (same arguments as :func:`write_audio`); returns its final path."""
@@ -197,14 +254,32 @@ class AtomicGroup:
         self._pending.append((_encode_to_temporary(path, audio, sample_rate, format, bits), path))
         return path
 
+    def open_stream(self, path, sample_rate, channels, format="wav", bits=16) -> BlockWriter:
+        """Start one file of the group that is written block by block (``writer.write(block)``)."""
+        path = Path(path)
+        if any(destination == path for _, destination in self._pending):
+            raise WaveUNetError(f"{path}: written twice in one group")
+        _check_destination(path, self.overwrite)
+        writer = BlockWriter(path, sample_rate, channels, format, bits)
+        self._streams.append(writer)
+        self._pending.append((writer.temporary, path))
+        return writer
+
     def __enter__(self) -> "AtomicGroup":
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         pending, self._pending = self._pending, []
+        streams, self._streams = self._streams, []
+        try:
+            if exc_type is None:
+                for writer in streams:
+                    writer.close()
+        except BaseException:
+            _discard(streams, pending)
+            raise
         if exc_type is not None:
-            for temporary, _ in pending:
-                temporary.unlink(missing_ok=True)
+            _discard(streams, pending)
             return
         self._commit(pending)
 
@@ -240,6 +315,13 @@ class AtomicGroup:
                 backup.unlink(missing_ok=True)
 
 
+def _discard(streams: list[BlockWriter], pending: list[tuple[Path, Path]]) -> None:
+    for writer in streams:
+        writer.discard()
+    for temporary, _ in pending:
+        temporary.unlink(missing_ok=True)
+
+
 def _check_destination(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise WaveUNetError(f"{path}: already exists (pass overwrite=True / --overwrite to replace it)")
@@ -252,33 +334,79 @@ def _check_destination(path: Path, overwrite: bool) -> None:
         raise WaveUNetError(f"{folder}: output folder is not writable")
 
 
+class BlockWriter:
+    """An audio file encoded block by block into a hidden temporary file beside its destination.
+
+    ``write`` appends ``[channels, n]`` blocks; ``close`` finishes the file, ``discard`` deletes it.
+    Moving the temporary file into place is the caller's job (:class:`AtomicGroup` does it), so a
+    long song can be written without ever holding all of it.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int, format: str = "wav", bits: int = 16):
+        self.path = path = Path(path)
+        self.format = format = format.lower()
+        if format not in FORMATS:
+            raise WaveUNetError(f"{path}: unknown audio format {format!r} (choose from {', '.join(FORMATS)})")
+        if format in _PCM_SUBTYPES:
+            if bits not in _PCM_SUBTYPES[format]:
+                raise WaveUNetError(f"{path}: {format} cannot be written with {bits} bits (choose from {sorted(_PCM_SUBTYPES[format])})")
+            subtype = _PCM_SUBTYPES[format][bits]
+        else:
+            subtype = _LOSSY_SUBTYPES[format]
+        try:
+            handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+        except OSError as error:
+            raise WaveUNetError(f"{path.parent}: cannot write to output folder ({error.strerror})") from None
+        handle.close()
+        self.temporary = Path(handle.name)
+        try:
+            self._file = sf.SoundFile(str(self.temporary), "w", samplerate=int(sample_rate), channels=int(channels),
+                                      subtype=subtype, format=FORMATS[format])
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as error:
+            self.temporary.unlink(missing_ok=True)
+            raise WaveUNetError(f"{path}: cannot encode audio as {format} ({_reason(error)})") from None
+
+    def write(self, audio: torch.Tensor) -> None:
+        """Append ``[channels, n]`` samples."""
+        samples = audio.detach().to("cpu", torch.float32)
+        if not torch.isfinite(samples).all():
+            raise WaveUNetError(f"{self.path}: refusing to write audio containing NaN or infinite samples")
+        try:
+            self._file.write(samples.T.numpy())
+        except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as error:
+            raise WaveUNetError(f"{self.path}: cannot encode audio as {self.format} ({_reason(error)})") from None
+
+    def close(self) -> Path:
+        """Finish the temporary file and return its path."""
+        if not self._file.closed:
+            try:
+                self._file.close()
+            except (sf.LibsndfileError, RuntimeError, OSError) as error:
+                raise WaveUNetError(f"{self.path}: cannot finish writing ({_reason(error)})") from None
+        return self.temporary
+
+    def discard(self) -> None:
+        """Close and delete the temporary file."""
+        try:
+            self._file.close()
+        except Exception:  # the file goes away anyway; the original error matters more
+            pass
+        self.temporary.unlink(missing_ok=True)
+
+
 def _encode_to_temporary(path: Path, audio: torch.Tensor, sample_rate: int, format: str, bits: int) -> Path:
     """Encode ``audio`` into a hidden temporary file in ``path``'s folder and return its path."""
-    format = format.lower()
-    if format not in FORMATS:
-        raise WaveUNetError(f"{path}: unknown audio format {format!r} (choose from {', '.join(FORMATS)})")
-    if format in _PCM_SUBTYPES:
-        if bits not in _PCM_SUBTYPES[format]:
-            raise WaveUNetError(f"{path}: {format} cannot be written with {bits} bits (choose from {sorted(_PCM_SUBTYPES[format])})")
-        subtype = _PCM_SUBTYPES[format][bits]
-    else:
-        subtype = _LOSSY_SUBTYPES[format]
-    samples = audio.detach().to("cpu", torch.float32)
+    samples = audio.detach()
     if samples.dim() == 1:
         samples = samples.unsqueeze(0)
     if samples.dim() != 2 or samples.shape[-1] == 0:
         raise WaveUNetError(f"{path}: expected audio shaped [channels, time], got {tuple(audio.shape)}")
     if not torch.isfinite(samples).all():
         raise WaveUNetError(f"{path}: refusing to write audio containing NaN or infinite samples")
+    writer = BlockWriter(path, sample_rate, samples.shape[0], format, bits)
     try:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
-    except OSError as error:
-        raise WaveUNetError(f"{path.parent}: cannot write to output folder ({error.strerror})") from None
-    temporary = Path(handle.name)
-    try:
-        with handle:
-            sf.write(handle, samples.T.numpy(), int(sample_rate), subtype=subtype, format=FORMATS[format])
-    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as error:
-        temporary.unlink(missing_ok=True)
-        raise WaveUNetError(f"{path}: cannot encode audio as {format} ({_reason(error)})") from None
-    return temporary
+        writer.write(samples)
+        return writer.close()
+    except BaseException:
+        writer.discard()
+        raise
