@@ -1,0 +1,188 @@
+"""Segmenting images of any size with a trained U-Net: the paper's overlap-tile strategy.
+
+A valid-convolution U-Net predicts only the centre of its input. :func:`segment` cuts the image
+into tiles whose output windows abut, gives each tile the context its output needs (mirrored,
+``reflect``, where a tile reaches past the border) and stitches the outputs
+(:func:`waveunet.tiling.tiled_forward`). With tile hops on the network's pooling grid
+(``model.length_step``) the result equals one pass over the whole mirror-padded image, while
+memory stays that of one batch of tiles.
+
+A padded (same-convolution) U-Net takes any size: an image within one tile goes through in one
+pass; larger ones are tiled with overlapping, cross-faded tiles.
+
+:func:`segment_files` is the command-line side: each image file becomes ``DIR/<name>.png`` holding
+class indices (0, 1, ... as grey values, same width and height as the image), optionally with
+``DIR/<name>.overlay.png``, the image tinted by class.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from ..errors import WaveUNetError
+from ..tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
+from .data import read_image
+
+#: overlay colours of classes 0, 1, ... (RGB); class k > 9 reuses colour k mod 10
+PALETTE = ((228, 26, 28), (55, 126, 184), (77, 175, 74), (152, 78, 163), (255, 127, 0),
+           (255, 255, 51), (166, 86, 40), (247, 129, 191), (153, 153, 153), (0, 0, 0))
+OVERLAY_OPACITY = 0.4
+
+
+def image_tiling(model: nn.Module, tile: int | None = None) -> Tiling:
+    """Tiles of about ``tile`` output pixels per side (default: the model's training output size).
+
+    Valid-convolution networks get abutting tiles on their pooling grid (exact); padded ones get
+    half-overlapping, cross-faded tiles.
+    """
+    tile = tile or model.output_size
+    return faded_tiling(model, tile, dims=2) if model.keeps_size else exact_tiling(model, tile, dims=2)
+
+
+def segment(model: nn.Module, image: torch.Tensor, *, tile: int | None = None, batch_size: int = 1,
+            progress=None) -> torch.Tensor:
+    """Class scores (logits) [classes, H, W] for an image [channels, H, W] of any size.
+
+    Args:
+        model: a :class:`~waveunet.models.unet2d.UNet2d` (used in eval mode, on its own device).
+        image: [channels, H, W] float, channels as the model's ``in_channels``.
+        tile: output pixels per tile side (see :func:`image_tiling`); memory grows with its square.
+        batch_size: tiles per forward pass.
+        progress: optional ``progress(done, total)`` callback, in tiles.
+
+    Returns:
+        [classes, H, W] float32 on ``image``'s device; ``argmax(0)`` is the segmentation.
+    """
+    if image.dim() != 3:
+        raise ValueError(f"expected an image [channels, H, W], got shape {tuple(image.shape)}")
+    if image.shape[0] != model.config.in_channels:
+        raise ValueError(f"the model takes {model.config.in_channels} channel(s), the image has {image.shape[0]}")
+    was_training = model.training
+    model.eval()
+    try:
+        height, width = image.shape[-2:]
+        side = tile or model.output_size
+        if model.keeps_size and height <= side and width <= side:
+            with torch.inference_mode():
+                device = next(model.parameters()).device
+                scores = model(image[None].to(device))[0].float().to(image.device)
+            if progress is not None:
+                progress(1, 1)
+            return scores
+        return tiled_forward(model, image, image_tiling(model, tile), padding="reflect", batch_size=batch_size,
+                             progress=progress)
+    finally:
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+def overlay(image: torch.Tensor, labels: torch.Tensor, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+    """The image [channels, H, W] in [0, 1] tinted by the colour of each pixel's class -> uint8 [H, W, 3]."""
+    grey_or_rgb = image.expand(3, -1, -1) if image.shape[0] == 1 else image[:3]
+    base = grey_or_rgb.permute(1, 2, 0).numpy().astype(np.float32)
+    palette = np.asarray(PALETTE, dtype=np.float32) / 255.0
+    tint = palette[labels.numpy() % len(PALETTE)]
+    return np.round(255.0 * ((1 - opacity) * base + opacity * tint)).clip(0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SegmentationOutputs:
+    """Where the results of one image go."""
+
+    mask: Path
+    overlay: Path | None
+
+    @classmethod
+    def of(cls, image: Path, folder: Path, with_overlay: bool) -> "SegmentationOutputs":
+        return cls(folder / f"{image.stem}.png", folder / f"{image.stem}.overlay.png" if with_overlay else None)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.mask] + ([self.overlay] if self.overlay else [])
+
+
+def _check_destination(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise WaveUNetError(f"{path}: is a folder, not a file")
+    if path.exists() and not force:
+        raise WaveUNetError(f"{path}: already exists (use --force to replace it)")
+
+
+def _write_pngs(pictures: Sequence[tuple[Path, np.ndarray]]) -> None:
+    """Write every (path, uint8 array) as PNG, each to a temporary file first, then all renamed into place."""
+    written: list[tuple[Path, Path]] = []  # (temporary, destination)
+    current = pictures[0][0]
+    try:
+        for current, array in pictures:
+            fd, temporary = tempfile.mkstemp(dir=current.parent, prefix=f".{current.name}.", suffix=".part")
+            written.append((Path(temporary), current))
+            with os.fdopen(fd, "wb") as f:
+                Image.fromarray(array).save(f, format="PNG")
+        for temporary, current in written:
+            os.replace(temporary, current)
+    except OSError as error:
+        raise WaveUNetError(f"{current}: cannot write ({error.strerror or error})") from None
+    finally:
+        for temporary, _ in written:
+            temporary.unlink(missing_ok=True)  # left over only if something failed
+
+
+def segment_file(model: nn.Module, path: str | os.PathLike, outputs: SegmentationOutputs, *, tile: int | None = None,
+                 force: bool = False, progress=None) -> SegmentationOutputs:
+    """Segment one image file and write its class-index mask (and overlay); returns where they went."""
+    path = Path(path)
+    for destination in outputs.paths:
+        _check_destination(destination, force)
+    classes = model.config.classes
+    if classes > 256:
+        raise WaveUNetError(f"{path}: a {classes}-class mask does not fit an 8-bit PNG")
+    image = read_image(path, channels=model.config.in_channels)
+    labels = segment(model, image, tile=tile, progress=progress).argmax(0)
+    pictures = [(outputs.mask, labels.numpy().astype(np.uint8))]
+    if outputs.overlay is not None:
+        pictures.append((outputs.overlay, overlay(image, labels)))
+    _write_pngs(pictures)
+    return outputs
+
+
+def segment_files(model: nn.Module, paths: Sequence[str | os.PathLike], folder: str | os.PathLike, *,
+                  with_overlay: bool = False, tile: int | None = None, force: bool = False,
+                  progress: bool = True) -> list[WaveUNetError]:
+    """Segment each image into ``folder``; a bad input is reported and skipped, the others go on.
+
+    Returns the errors, one per image that failed (empty if all succeeded).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WaveUNetError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
+    errors: list[WaveUNetError] = []
+    claimed: dict[Path, Path] = {}  # output mask -> the input that writes it
+    with tqdm(total=len(paths), unit="image", disable=not progress, dynamic_ncols=True) as bar:
+        for path in map(Path, paths):
+            bar.set_description(path.name)
+            outputs = SegmentationOutputs.of(path, folder, with_overlay)
+            try:
+                if outputs.mask in claimed:
+                    raise WaveUNetError(f"{path}: would write {outputs.mask} again (already written for "
+                                        f"{claimed[outputs.mask]}); rename one of the images")
+                claimed[outputs.mask] = path
+                segment_file(model, path, outputs, tile=tile, force=force)
+            except WaveUNetError as error:
+                errors.append(error)
+                tqdm.write(f"Error: {error}")
+            bar.update()
+    return errors
