@@ -39,10 +39,13 @@ def random_gains(sources: torch.Tensor, rng: np.random.Generator, gain_range: tu
     return sources * torch.from_numpy(gains.astype(np.float32)).view(-1, 1, 1)
 
 
-def random_channel_swap(stems: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Stems [S, channels, time] with left and right exchanged (for all stems) with probability 1/2.
+def random_channel_swap(mixture: torch.Tensor, sources: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixture [channels, time] and sources [S, channels, time] with left and right exchanged in all
+    of them, with probability 1/2.
 
     The coin is tossed for mono audio too, so the random stream does not depend on the channel count.
     """
     swap = rng.random() < 0.5
-    return stems.flip(1) if swap and stems.shape[1] == 2 else stems
+    if swap and mixture.shape[0] == 2:
+        return mixture.flip(0), sources.flip(1)
+    return mixture, sources

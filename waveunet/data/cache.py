@@ -93,13 +93,15 @@ class DecodedCache:
         """
         stems = self.stems if stems is None else stems
         rows = [self.stems.index(stem) for stem in stems]
+        if rows == list(range(rows[0], rows[0] + len(rows))):
+            rows = slice(rows[0], rows[0] + len(rows))  # a slice reads the map in place, a list gathers a copy
         frames = self.tracks[track].frames
-        out = torch.zeros(len(rows), self.channels, length)
+        out = torch.zeros(len(stems), self.channels, length)
         first, last = max(start, 0), min(start + length, frames)
         if first < last:
+            # int16 -> scaled float32 in one pass, straight from the memory map into ``out``
             samples = self._array(track)[rows, :, first:last]
-            out[:, :, first - start : last - start] = torch.from_numpy(samples.astype(np.float32))
-            out *= self.tracks[track].scale / _FULL_SCALE
+            np.multiply(samples, np.float32(self.tracks[track].scale / _FULL_SCALE), out=out.numpy()[:, :, first - start : last - start])
         return out
 
     def _array(self, track: int) -> np.ndarray:

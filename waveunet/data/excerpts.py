@@ -97,8 +97,7 @@ class TrainingExcerpts(_Excerpts):
         if self.augmentation.recomputes_mixture:
             mixture = sources_audio.sum(dim=0)
         if self.augmentation.channel_swap:
-            stems = random_channel_swap(torch.cat([mixture.unsqueeze(0), sources_audio]), rng)
-            mixture, sources_audio = stems[0], stems[1:]
+            mixture, sources_audio = random_channel_swap(mixture, sources_audio, rng)
         return self._example(mixture, sources_audio)
 
     def _random_window(self, rng: np.random.Generator, stems: tuple[str, ...]) -> torch.Tensor:
