@@ -122,6 +122,10 @@ def _convert(hint, value, source: str, key: str):
             except WaveUNetError as error:
                 errors.append(error)
         raise errors[0]
+    if origin is list:
+        if not isinstance(value, list):
+            raise WaveUNetError(f"{source}: {key} must be a list, got {value!r}")
+        return [_convert(args[0], v, source, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list):
             raise WaveUNetError(f"{source}: {key} must be a list, got {value!r}")
