@@ -1,0 +1,51 @@
+"""``waveunet separate INPUT... [--model NAME_OR_CHECKPOINT] [--out DIR] ...``: songs into sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import WaveUNetError
+
+
+@click.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "-m", default="demo", show_default=True,
+              help="Bundled model name or checkpoint file (from `waveunet train` or `waveunet import-checkpoint`).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder: <out>/<track name>/<source>.<format>  [default: separated/<model name>]")
+@click.option("--format", "format_", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
+@click.option("--bits", type=click.Choice(["16", "24", "32"]), default="16", show_default=True,
+              help="Bits per sample (32: float WAV).")
+@click.option("--sources", default=None, metavar="NAME,...", help="Sources to write (default: all the model's).")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--downmix", is_flag=True, help="Average inputs with more than two channels to mono.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def separate(inputs, model, out, format_, bits, sources, device, force, downmix, no_progress):
+    """Separate each INPUT (wav, flac, ogg, mp3; any rate, mono or stereo) into its sources.
+
+    A bad input is reported on one line and skipped; the others are still separated, and the exit
+    code is 1.
+    """
+    from ..separation import DEMO_NOTICE, is_bundled_demo, load_separation_model, separate_files
+
+    bits = int(bits)
+    if format_ == "flac" and bits == 32:
+        raise WaveUNetError("--bits 32: FLAC stores at most 24 bits; use --bits 24 or --format wav")
+    network, name = load_separation_model(model, device)
+    if is_bundled_demo(model):
+        click.echo(DEMO_NOTICE, err=True)
+    chosen = None
+    if sources is not None:
+        chosen = [s.strip() for s in sources.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in network.config.sources]
+        if unknown or not chosen:
+            raise WaveUNetError(f"--sources {sources}: the model's sources are {', '.join(network.config.sources)}")
+    out = out if out is not None else Path("separated") / name
+    _, errors = separate_files(inputs, network, out, echo=lambda line, error: click.echo(line, err=error),
+                               sources=chosen, format=format_, bits=bits, device=device, force=force,
+                               downmix=downmix, progress=not no_progress)
+    if errors:
+        raise WaveUNetError(f"{len(errors)} of {len(inputs)} input(s) failed (see the errors above)")
