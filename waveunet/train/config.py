@@ -21,7 +21,7 @@ batch doubled and lr 1e-5 from the best model)::
     betas = [0.9, 0.999]
 
     [train.scheduler]
-    name = "constant"        # constant | plateau (lr times `factor` after `patience` bad epochs)
+    name = "constant"        # constant | plateau | cyclic (see SchedulerConfig)
 
     [train.early_stopping]
     patience = 20
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 LOSSES = ("mse", "l1")
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULERS = ("constant", "plateau")
+SCHEDULERS = ("constant", "plateau", "cyclic")
 AMP = ("none", "bf16", "fp16")
 
 
@@ -68,16 +68,20 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """Learning-rate schedule, stepped once per epoch: ``constant`` (the paper) or ``plateau``
-    (multiply by ``factor`` after ``patience`` epochs without improvement of the monitored metric)."""
+    """Learning-rate schedule: ``constant`` (the paper), ``plateau`` (multiply by ``factor`` after
+    ``patience`` epochs without improvement of the monitored metric, down to ``min_lr``) or
+    ``cyclic`` (the PyTorch Wave-U-Net's: ``cycles`` cosine cycles per epoch from lr to ``min_lr``)."""
 
     name: str = "constant"
     factor: float = 0.5
     patience: int = 5
     min_lr: float = 0.0
+    cycles: int = 2
 
     def __post_init__(self):
         _choose("train.scheduler.name", self.name, SCHEDULERS)
+        if self.cycles < 1:
+            raise ValueError(f"train.scheduler.cycles must be at least 1; got {self.cycles}")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -16,10 +18,17 @@ def make_optimizer(parameters, config: OptimizerConfig, lr: float | None = None)
     return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
-class ConstantLR:
-    """The paper's schedule: none. Same interface as ReduceLROnPlateau so the loop need not care."""
+class Schedule:
+    """A learning-rate schedule: ``constant`` (the Wave-U-Net paper) does nothing.
 
-    def step(self, metric: float) -> None:
+    ``before_step(position)`` runs before each optimiser step (``position``: steps done in the
+    epoch), ``after_epoch(metric)`` after each validation.
+    """
+
+    def before_step(self, position: int) -> None:
+        pass
+
+    def after_epoch(self, metric: float) -> None:
         pass
 
     def state_dict(self) -> dict:
@@ -29,12 +38,47 @@ class ConstantLR:
         pass
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: SchedulerConfig, mode: str):
-    """A per-epoch schedule stepped with the monitored validation metric."""
+class Plateau(Schedule):
+    """Multiply the learning rate by ``factor`` after ``patience`` epochs without improvement."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: SchedulerConfig, mode: str):
+        self.inner = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.factor,
+                                                                patience=config.patience, min_lr=config.min_lr)
+
+    def after_epoch(self, metric: float) -> None:
+        self.inner.step(metric)
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
+
+
+class CyclicCosine(Schedule):
+    """The PyTorch Wave-U-Net's schedule: every epoch holds ``cycles`` cosine cycles, each falling
+    from the optimiser's learning rate to ``min_lr``. A function of the position in the epoch, so
+    it has no state to save."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: SchedulerConfig, epoch_size: int):
+        self.optimizer, self.min_lr, self.cycles, self.epoch_size = optimizer, config.min_lr, config.cycles, epoch_size
+        self.max_lr = optimizer.param_groups[0]["lr"]
+
+    def before_step(self, position: int) -> None:
+        length = max(self.epoch_size // self.cycles, 1)
+        within = position - length * min(position // length, self.cycles - 1)
+        lr = self.min_lr + 0.5 * (self.max_lr - self.min_lr) * (1 + math.cos(math.pi * within / length))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, config: SchedulerConfig, mode: str, epoch_size: int) -> Schedule:
+    """The schedule ``config.name`` names, for ``optimizer``."""
     if config.name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=config.factor,
-                                                          patience=config.patience, min_lr=config.min_lr)
-    return ConstantLR()
+        return Plateau(optimizer, config, mode)
+    if config.name == "cyclic":
+        return CyclicCosine(optimizer, config, epoch_size)
+    return Schedule()
 
 
 def regression_loss(name: str) -> nn.Module:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from ..errors import WaveUNetError
 from . import distributed
 from .config import TrainConfig
 from .distributed import Processes
-from .optim import current_lr, make_optimizer, make_scheduler
+from .optim import current_lr, make_optimizer, make_schedule
 from .rundir import RunDir
 from .state import EarlyStopping, rng_state, seed_everything, set_rng_state
 from .stream import BatchStream, to_device
@@ -126,7 +127,8 @@ class Trainer:
     def _start_round_optimizer(self) -> None:
         lr = self.config.optimizer.lr if self.state.round == 1 else self.config.finetune.lr
         self.optimizer = make_optimizer(self.model.parameters(), self.config.optimizer, lr)
-        self.scheduler = make_scheduler(self.optimizer, self.config.scheduler, self.config.early_stopping.mode)
+        self.scheduler = make_schedule(self.optimizer, self.config.scheduler, self.config.early_stopping.mode,
+                                       self.config.epoch_size)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
     @property
@@ -261,6 +263,7 @@ class Trainer:
     def _step(self, batch) -> torch.Tensor:
         """One optimiser step; returns the batch's loss (detached)."""
         inputs, targets = to_device(batch, self.device)
+        self.scheduler.before_step(self.state.position)
         self.net.train()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = self.net(inputs)
@@ -302,7 +305,7 @@ class Trainer:
         record = {"step": s.step, "epoch": s.epoch, "round": s.round, "train_loss": train_loss, **metrics,
                   "lr": current_lr(self.optimizer), "elapsed": round(s.elapsed, 3)}
         improved = self.stopping.update(metrics[monitor])
-        self.scheduler.step(metrics[monitor])
+        self.scheduler.after_epoch(metrics[monitor])
         if improved:
             self.best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in self.model.state_dict().items()})
         if self.processes.is_main:
@@ -345,6 +348,7 @@ class Trainer:
     def _message(self, text: str) -> None:
         if self.processes.is_main:
             tqdm.write(text)
+            sys.stdout.flush()  # seen at once in log files, where stdout is block-buffered
 
 
 class _StopSignals:
