@@ -93,12 +93,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """How a call to :meth:`Trainer.fit` ended, and the model as it is then (on its device)."""
+
     step: int
     epoch: int
     round: int
     finished: bool
     best: float | None
     stopped_by: str
+    model: nn.Module | None = field(default=None, compare=False, repr=False)
 
 
 class Trainer:
@@ -228,7 +231,7 @@ class Trainer:
 
     def _result(self, stopped_by: str) -> TrainResult:
         s = self.state
-        return TrainResult(s.step, s.epoch, s.round, s.finished, self.stopping.best, stopped_by)
+        return TrainResult(s.step, s.epoch, s.round, s.finished, self.stopping.best, stopped_by, self.model)
 
     def _train_epoch(self, started: float, signals: _StopSignals) -> str:
         """Steps until the epoch ends or a budget stops the run; returns why it stopped ("" if it did not)."""
