@@ -1,0 +1,366 @@
+"""BSSEval v4 (``museval.metrics.bss_eval``, images version) in torch.
+
+Following Vincent et al. (2006) and Liutkus et al. (2018), each estimated source image ``ŝ_j`` is
+projected with multichannel FIR filters of ``L`` taps onto
+
+* the delayed copies of its own reference image ``s_j``, giving ``P_j ŝ_j``, and
+* the delayed copies of all reference images, giving ``P ŝ_j``,
+
+and decomposed as ``s_true = s_j``, ``e_spat = P_j ŝ_j − s_j``, ``e_interf = P ŝ_j − P_j ŝ_j``,
+``e_artif = ŝ_j − P ŝ_j``. SDR, ISR, SIR and SAR are energy ratios of these parts, in dB.
+
+Version 4 estimates the filters once, by least squares over the whole track, and then scores each
+frame: the filters are applied to the frame of the references alone, the filtered frame keeping its
+``L − 1`` samples of tail. A frame where any reference or estimate is silent scores NaN.
+
+museval computes every correlation with a full-length FFT per pair of channels and loops over
+sources and frames in Python; here the correlations are accumulated block by block in the frequency
+domain for all channel pairs at once, the least-squares systems share one factorisation, and the
+frames are filtered as one batch. All arithmetic is float64, as museval's, on any torch device.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
+_EPS = torch.finfo(torch.float64).eps
+
+#: bytes of intermediate tensors one batch of blocks or frames may use
+_MEMORY_BUDGET = 256 * 2**20
+
+BACKENDS = ("fast", "museval")
+
+
+class BSSEvalScores(NamedTuple):
+    """Framewise scores in dB, each [sources, frames], in the order museval returns them."""
+
+    sdr: np.ndarray | torch.Tensor
+    isr: np.ndarray | torch.Tensor
+    sir: np.ndarray | torch.Tensor
+    sar: np.ndarray | torch.Tensor
+
+
+def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, backend: str = "fast",
+             device: str | torch.device | None = None) -> BSSEvalScores:
+    """BSSEval v4 image metrics per source and frame, as ``museval.evaluate``.
+
+    Estimates longer or shorter than the references are truncated or zero-padded at the end, as
+    museval does, with a warning.
+
+    Args:
+        references: true source images [sources, time, channels] (or [sources, time]), numpy
+            array or tensor; no source may be all zeros.
+        estimates: estimated images, same layout; estimate ``j`` is scored against reference ``j``.
+        window, hop: frame length and hop in samples (museval: ``int(win * rate)``).
+        backend: ``"fast"`` (this module, torch) or ``"museval"`` (museval itself, numpy).
+        device: torch device of the fast backend; defaults to the references' device (CPU for
+            numpy input).
+
+    Returns:
+        SDR, ISR, SIR, SAR, each [sources, frames]: numpy arrays for numpy input, float64 tensors
+        on ``device`` for tensor input. NaN for frames where some reference or estimate is silent.
+
+    Raises:
+        ValueError: shapes that differ beyond the time axis, or a silent source (museval's checks).
+    """
+    as_tensor = isinstance(references, torch.Tensor)
+    if device is None:
+        device = references.device if as_tensor else "cpu"
+    references = _as_float64(references, device)
+    estimates = pad_or_truncate(_as_float64(estimates, device), references.shape[1])
+    validate(references, estimates)
+
+    if backend == "fast":
+        scores = bss_eval_v4(references, estimates, int(window), int(hop))
+    elif backend == "museval":
+        import museval
+
+        scores = museval.evaluate(references.cpu().numpy(), estimates.cpu().numpy(),
+                                  win=int(window), hop=int(hop))
+        scores = torch.from_numpy(np.stack(scores)).to(device)
+    else:
+        raise ValueError(f"unknown BSSEval backend {backend!r}; expected one of {BACKENDS}")
+    if not as_tensor:
+        scores = scores.cpu().numpy()
+    return BSSEvalScores(*scores)
+
+
+def _as_float64(signals, device) -> torch.Tensor:
+    """[sources, time, channels] float64 tensor; [sources, time] gains a channel axis (museval's
+    ``np.atleast_3d``)."""
+    signals = torch.as_tensor(signals).to(device=device, dtype=torch.float64)
+    return signals[..., None] if signals.ndim == 2 else signals
+
+
+def pad_or_truncate(estimates: torch.Tensor, length: int) -> torch.Tensor:
+    """Estimates [sources, time, channels] cut or zero-padded at the end to ``length`` samples,
+    as museval's ``pad_or_truncate``, with a warning."""
+    found = estimates.shape[1]
+    if found == length:
+        return estimates
+    action = "truncated" if found > length else "zero-padded at the end"
+    warnings.warn(f"estimates have {found} samples but the references {length}: {action} "
+                  f"to {length}, as museval does", stacklevel=3)
+    return F.pad(estimates[:, :length], (0, 0, 0, max(0, length - found)))
+
+
+def validate(references: torch.Tensor, estimates: torch.Tensor) -> None:
+    """museval's input checks: equal shapes [sources, time, channels], no source all zeros."""
+    if references.shape != estimates.shape:
+        raise ValueError(f"references {tuple(references.shape)} and estimates "
+                         f"{tuple(estimates.shape)} must have the same [sources, time, channels]")
+    if references.ndim != 3:
+        raise ValueError(f"expected [sources, time, channels], got {references.ndim} dimensions")
+    for name, signals in (("reference", references), ("estimated", estimates)):
+        silent = (signals.sum(dim=2) == 0).all(dim=1)
+        if bool(silent.any()):
+            index = int(silent.nonzero()[0, 0])
+            raise ValueError(f"{name} source {index} is all zeros; BSSEval cannot score it")
+
+
+def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, hop: int,
+                filters_len: int = 512) -> torch.Tensor:
+    """Framewise BSSEval v4 image metrics, numerically equivalent to museval's ``bss_eval``.
+
+    Args:
+        references: true source images [sources, time, channels], float64, none silent.
+        estimates: estimated source images [sources, time, channels], same shape; estimate ``j``
+            is scored against reference ``j`` (no permutation search).
+        window, hop: frame length and hop in samples; a window of at least the signal's length
+            gives one frame over the whole signal.
+        filters_len: number of taps ``L`` of the distortion filters.
+
+    Returns:
+        [4, sources, frames] float64: SDR, ISR, SIR, SAR in dB (museval's order); NaN for frames
+        where a reference or an estimate is silent, +inf where a distortion energy is exactly 0.
+    """
+    n_sources, length, n_channels = references.shape
+    references = references.permute(0, 2, 1)  # [sources, channels, time]
+    estimates = estimates.permute(0, 2, 1)
+    filters, own_filters = distortion_filters(references, estimates, filters_len)
+    return framewise_metrics(references, estimates, filters, own_filters, window, hop)
+
+
+def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
+                       filters_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares distortion filters over the whole signals.
+
+    The normal equations are museval's, ``(G + eps·I) c = D``: ``G`` the Gram matrix of the delayed
+    reference channels, ``D`` their correlations with the estimate's channels. All estimates share
+    one factorisation of ``G``; the projections onto each source's own image use the diagonal
+    blocks of ``G``, factorised as one batch.
+
+    Args:
+        references, estimates: [sources, channels, time].
+
+    Returns:
+        ``filters`` [sources_est, sources_ref, channels_in, L, channels_out], projecting each
+        estimate onto all references, and ``own_filters`` [sources, channels_in, L, channels_out],
+        projecting estimate ``j`` onto reference ``j`` alone.
+    """
+    n_sources, n_channels, _ = references.shape
+    n_refs = n_sources * n_channels
+    refs = references.reshape(n_refs, -1)
+    ests = estimates.reshape(n_refs, -1)
+
+    correlations = lagged_correlations(torch.cat([refs, ests]), refs, filters_len)
+    gram = toeplitz_gram(correlations[:n_refs])  # [refs * L, refs * L]
+    # cross[(ref, lag), est] = <ref delayed by lag, est>
+    cross = correlations[n_refs:].permute(1, 2, 0).reshape(n_refs * filters_len, n_refs)
+
+    filters = _solve_normal_equations(gram, cross)
+    filters = filters.reshape(n_sources, n_channels, filters_len, n_sources, n_channels)
+    filters = filters.permute(3, 0, 1, 2, 4)
+
+    block = n_channels * filters_len
+    own_gram = gram.reshape(n_sources, block, n_sources, block).diagonal(dim1=0, dim2=2)
+    own_cross = cross.reshape(n_sources, block, n_sources, n_channels).diagonal(dim1=0, dim2=2)
+    own_filters = _solve_normal_equations(own_gram.permute(2, 0, 1), own_cross.permute(2, 0, 1))
+    own_filters = own_filters.reshape(n_sources, n_channels, filters_len, n_channels)
+    return filters, own_filters
+
+
+def toeplitz_gram(autocorrelations: torch.Tensor) -> torch.Tensor:
+    """Gram matrix of the delayed references from their correlations at non-negative lags.
+
+    ``G[(p, a), (q, b)] = <x_p delayed by a, x_q delayed by b> = r_pq[b − a]``, with
+    ``r_pq[−k] = r_qp[k]``; rows and columns ordered (source, channel, delay) as museval's.
+
+    Args:
+        autocorrelations: [P, P, L] from :func:`lagged_correlations` of the references with
+            themselves.
+
+    Returns:
+        [P * L, P * L].
+    """
+    n, _, lags = autocorrelations.shape
+    negative = autocorrelations.transpose(0, 1).flip(-1)[..., :-1]  # lags −(L−1) … −1
+    full = torch.cat([negative, autocorrelations], dim=-1)  # lags −(L−1) … L−1
+    delay = torch.arange(lags, device=full.device)
+    gram = full[:, :, lags - 1 + delay[None, :] - delay[:, None]]  # [P, P, L(a), L(b)]
+    return gram.permute(0, 2, 1, 3).reshape(n * lags, n * lags)
+
+
+def _solve_normal_equations(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """``(G + eps·I)⁻¹ D`` as museval, which solves by LU and falls back to least squares.
+
+    ``G`` is a Gram matrix, so Cholesky (half the work of LU) normally applies; LU and the
+    least-squares fallback cover matrices that are only semi-definite in floating point.
+
+    Args:
+        gram: [..., n, n]; rhs: [..., n, k].
+
+    Returns:
+        [..., n, k].
+    """
+    regularised = gram + _EPS * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    factor, info = torch.linalg.cholesky_ex(regularised)
+    if not bool((info != 0).any()):
+        return torch.cholesky_solve(rhs, factor)
+    solution, info = torch.linalg.solve_ex(regularised, rhs)
+    if not bool((info != 0).any()):
+        return solution
+    # numpy's SVD-based least squares (museval's np.linalg.lstsq) exists on the CPU only
+    solution = torch.linalg.lstsq(gram.cpu(), rhs.cpu(), driver="gelsd").solution
+    return solution.to(gram.device)
+
+
+def lagged_correlations(x: torch.Tensor, y: torch.Tensor, lags: int) -> torch.Tensor:
+    """Cross-correlations at non-negative lags, ``out[p, q, k] = Σ_n x[p, n + k] · y[q, n]``.
+
+    ``y`` is cut into blocks of ``B ≥ lags`` samples; block ``b`` is correlated with the ``2B``
+    samples of ``x`` starting at it, by FFTs of ``2B`` points without wrap-around for lags below
+    ``B``. The spectra of all blocks are summed before the one inverse FFT per pair.
+
+    Args:
+        x: [P, time]; y: [Q, time].
+
+    Returns:
+        [P, Q, lags].
+    """
+    n_x, length = x.shape
+    n_y = y.shape[0]
+    block = max(lags, 4096)
+    n_fft = 2 * block
+    n_blocks = -(-length // block)
+    x_segments = F.pad(x, (0, (n_blocks + 1) * block - length)).unfold(-1, n_fft, block)
+    y_blocks = F.pad(y, (0, n_blocks * block - length)).reshape(n_y, n_blocks, block)
+
+    bytes_per_block = (n_x + n_y) * (n_fft // 2 + 1) * 16 * 3
+    step = max(1, _MEMORY_BUDGET // bytes_per_block)
+    spectrum = torch.zeros(n_x, n_y, n_fft // 2 + 1, dtype=torch.complex128, device=x.device)
+    for start in range(0, n_blocks, step):
+        x_spec = torch.fft.rfft(x_segments[:, start:start + step], n=n_fft)  # [P, blocks, F]
+        y_spec = torch.fft.rfft(y_blocks[:, start:start + step], n=n_fft)  # [Q, blocks, F]
+        spectrum += torch.einsum("pbf,qbf->pqf", x_spec, y_spec.conj())
+    return torch.fft.irfft(spectrum, n=n_fft)[..., :lags]
+
+
+def framewise_metrics(references: torch.Tensor, estimates: torch.Tensor, filters: torch.Tensor,
+                      own_filters: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+    """SDR, ISR, SIR, SAR of every frame, the filters fixed.
+
+    Args:
+        references, estimates: [sources, channels, time].
+        filters: [sources_est, sources_ref, channels_in, L, channels_out].
+        own_filters: [sources, channels_in, L, channels_out].
+
+    Returns:
+        [4, sources, frames].
+    """
+    n_sources, n_channels, length = references.shape
+    filters_len = own_filters.shape[-2]
+    if window >= length:
+        window, hop = length, length  # museval: one frame over the whole signal
+    ref_frames = references.unfold(-1, window, hop).permute(2, 0, 1, 3)  # [frames, S, C, W]
+    est_frames = estimates.unfold(-1, window, hop).permute(2, 0, 1, 3)
+    n_frames = ref_frames.shape[0]
+
+    n_fft = _fft_length(window + filters_len - 1)
+    # spectra of the filters: all references -> each estimate's channels; own reference only
+    all_spec = torch.fft.rfft(filters.permute(0, 4, 1, 2, 3), n=n_fft)  # [S_est, C_out, S, C_in, F]
+    own_spec = torch.fft.rfft(own_filters.permute(0, 3, 1, 2), n=n_fft)  # [S, C_out, C_in, F]
+
+    bytes_per_frame = 6 * n_sources * n_channels * n_fft * 16
+    step = max(1, _MEMORY_BUDGET // bytes_per_frame)
+    metrics = []
+    for start in range(0, n_frames, step):
+        refs = ref_frames[start:start + step]
+        ests = est_frames[start:start + step]
+        ref_spec = torch.fft.rfft(refs, n=n_fft)  # [frames, S, C_in, F]
+        projected = torch.einsum("tsif,josif->tjof", ref_spec, all_spec)
+        own_projected = torch.einsum("tjif,joif->tjof", ref_spec, own_spec)
+        tail = window + filters_len - 1
+        projected = torch.fft.irfft(projected, n=n_fft)[..., :tail]
+        own_projected = torch.fft.irfft(own_projected, n=n_fft)[..., :tail]
+        metrics.append(_image_criteria(refs, ests, own_projected, projected))
+    metrics = torch.cat(metrics, dim=-1)
+
+    silent = _silent_sources(ref_frames).any(dim=1) | _silent_sources(est_frames).any(dim=1)
+    return metrics.masked_fill(silent, float("nan"))
+
+
+def _image_criteria(refs: torch.Tensor, ests: torch.Tensor, own_projected: torch.Tensor,
+                    projected: torch.Tensor) -> torch.Tensor:
+    """museval's ``_bss_crit`` for ``bsseval_sources_version=False``.
+
+    Args:
+        refs, ests: frames [frames, S, C, W]; own_projected (``P_j ŝ_j``) and projected
+            (``P ŝ_j``): [frames, S, C, W + L − 1].
+
+    Returns:
+        [4, S, frames]: SDR, ISR, SIR, SAR.
+    """
+    tail = projected.shape[-1] - refs.shape[-1]
+    s_true = F.pad(refs, (0, tail))
+    estimate = F.pad(ests, (0, tail))
+
+    def energy(signal):
+        return signal.square().sum(dim=(-2, -1)).T  # [S, frames]
+
+    s_energy = energy(s_true)
+    sdr = _safe_db(s_energy, energy(estimate - s_true))
+    isr = _safe_db(s_energy, energy(own_projected - s_true))
+    sir = _safe_db(energy(own_projected), energy(projected - own_projected))
+    sar = _safe_db(energy(projected), energy(estimate - projected))
+    return torch.stack([sdr, isr, sir, sar])
+
+
+def _safe_db(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``10 log10(num / den)``, +inf where ``den == 0`` (museval's ``_safe_db``)."""
+    ratio = 10 * torch.log10(numerator / denominator)
+    return torch.where(denominator == 0, torch.inf, ratio)
+
+
+def _silent_sources(frames: torch.Tensor) -> torch.Tensor:
+    """museval's ``_any_source_silent`` per source and frame: the channel sum is 0 throughout.
+
+    Args:
+        frames: [frames, S, C, W].
+
+    Returns:
+        [frames, S] bool.
+    """
+    return (frames.sum(dim=2) == 0).all(dim=-1)
+
+
+def _fft_length(n: int) -> int:
+    """The smallest 5-smooth integer ``>= n``: FFT lengths torch transforms fastest."""
+    best = 1 << (n - 1).bit_length()
+    power5 = 1
+    while power5 < best:
+        power35 = power5
+        while power35 < best:
+            candidate = power35
+            while candidate < n:
+                candidate *= 2
+            best = min(best, candidate)
+            power35 *= 3
+        power5 *= 5
+    return best
