@@ -1,0 +1,170 @@
+"""What a model is: parameters, sizes, context, receptive field and compute (``waveunet info``).
+
+Everything is derived without touching real weights: the model is built on PyTorch's ``meta``
+device (shapes only, no memory), its sizes come from :mod:`waveunet.sizes`, and the
+multiply-accumulates (MACs) of one forward pass are counted by hooks on the convolutions while a
+``meta`` tensor flows through it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .blocks import SincResample
+from .checkpoint import read_checkpoint
+from .errors import WaveUNetError
+from .models.config import UNet2dConfig, WaveUNetConfig, config_from_dict, config_kind
+from .models.presets import PRESETS
+from .models.registry import model_from_config
+
+
+def resolve_model_config(name_or_path: str | os.PathLike) -> tuple[WaveUNetConfig | UNet2dConfig, dict]:
+    """(config, metadata) of a preset name, a bundled checkpoint name or a checkpoint path."""
+    if str(name_or_path) in PRESETS:
+        return PRESETS[str(name_or_path)], {}
+    try:
+        ckpt = read_checkpoint(name_or_path)
+    except WaveUNetError as error:
+        if not os.path.exists(name_or_path) and os.sep not in str(name_or_path):
+            raise WaveUNetError(f"{name_or_path}: neither a preset ({', '.join(PRESETS)}) nor a checkpoint") from None
+        raise error
+    config = config_from_dict(ckpt["config"], source=ckpt["path"])
+    return config, {**ckpt.get("metadata", {}), "checkpoint": ckpt["path"]}
+
+
+def meta_model(config: WaveUNetConfig | UNet2dConfig) -> nn.Module:
+    """The model of ``config`` on the ``meta`` device (no weights in memory), in eval mode."""
+    with torch.device("meta"):
+        return model_from_config(config).eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Entries of the model's ``nn.Parameter`` tensors (fixed filters are buffers and not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _conv_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        # every input value is scattered to out_channels/groups x kernel outputs
+        return inputs[0].numel() * module.out_channels // module.groups * math.prod(module.kernel_size)
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return output.numel() * module.in_channels // module.groups * math.prod(module.kernel_size)
+    if isinstance(module, SincResample):  # depthwise filter over the reflect-padded input
+        x = inputs[0]
+        return (x.numel() // x.shape[-1] * (x.shape[-1] + module.taps - 1) if module.up else output.numel()) * module.taps
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    return 0
+
+
+def count_macs(model: nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of the convolutions (plain, transposed, fixed filters) in ``model(x)``.
+
+    Norms, activations and interpolation are left out: they cost a few operations per value,
+    against hundreds to thousands per output value for the convolutions.
+    """
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        total += _conv_macs(module, inputs, output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.modules.conv._ConvNd, SincResample, nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def _receptive_field(config, model) -> int:
+    """Input samples (pixels per axis) that can influence one output: for same-padded networks,
+    those of the same network with valid convolutions (padding changes only the borders)."""
+    if config.padding == "valid" and getattr(config, "merge", "crop") == "crop":
+        return model.training_sizes.receptive_field
+    valid = dataclasses.replace(config, padding="valid", **({"merge": "crop"} if hasattr(config, "merge") else {}))
+    return meta_model(valid).sizes(1).receptive_field
+
+
+def describe(name_or_path: str | os.PathLike, output_length: int | None = None) -> dict[str, Any]:
+    """The facts ``waveunet info`` prints, as a JSON-ready dict.
+
+    Args:
+        name_or_path: a preset name, a bundled checkpoint name or a checkpoint path.
+        output_length: desired output length in samples (audio) or tile side in pixels (image);
+            default: the config's training size. The actual one is the smallest valid one >= it.
+    """
+    config, metadata = resolve_model_config(name_or_path)
+    if output_length is not None:
+        field = "output_length" if isinstance(config, WaveUNetConfig) else "output_size"
+        if output_length < 1:
+            raise WaveUNetError(f"--output-length must be positive, got {output_length}")
+        config = dataclasses.replace(config, **{field: output_length})
+    model = meta_model(config)
+    size = model.training_sizes
+    info = {"name": config.name, "kind": config_kind(config), "parameters": count_parameters(model)}
+    if isinstance(config, WaveUNetConfig):
+        macs = count_macs(model, torch.empty(1, config.channels, size.input_length, device="meta"))
+        info.update(
+            input_length=size.input_length, output_length=size.output_length, context=size.context,
+            receptive_field=_receptive_field(config, model), length_step=model.length_step,
+            sample_rate=config.sample_rate, sources=list(config.sources), channels=config.channels,
+            macs=macs, macs_per_second=round(macs * config.sample_rate / size.output_length))
+    else:
+        side = size.input_length
+        macs = count_macs(model, torch.empty(1, config.in_channels, side, side, device="meta"))
+        info.update(
+            input_size=[side, side], output_size=[size.output_length] * 2, context=size.context,
+            receptive_field=_receptive_field(config, model), keeps_size=model.keeps_size,
+            in_channels=config.in_channels, classes=config.classes, macs=macs)
+    if metadata:
+        info.update(checkpoint=metadata["checkpoint"], step=metadata.get("step"))
+    return info
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Aligned human-readable lines for :func:`describe`'s dict."""
+    def n(value):
+        return f"{value:,}"
+
+    rows = [("model", f"{info['name']} ({info['kind']})")]
+    if "checkpoint" in info:
+        rows.append(("checkpoint", f"{info['checkpoint']} (step {info.get('step')})"))
+    rows.append(("parameters", n(info["parameters"])))
+    if info["kind"] == "wave-u-net":
+        rate = info["sample_rate"]
+        rows += [
+            ("sources", ", ".join(info["sources"])),
+            ("channels", str(info["channels"])),
+            ("sample rate", f"{n(rate)} Hz"),
+            ("input length", f"{n(info['input_length'])} samples ({info['input_length'] / rate:.3f} s)"),
+            ("output length", f"{n(info['output_length'])} samples ({info['output_length'] / rate:.3f} s); "
+                              f"valid lengths step by {n(info['length_step'])}"),
+            ("context per side", f"{n(info['context'])} samples ({info['context'] / rate * 1000:.1f} ms)"),
+            ("receptive field", f"{n(info['receptive_field'])} samples ({info['receptive_field'] / rate:.3f} s)"),
+            ("MACs", f"{info['macs_per_second'] / 1e9:.2f} G per second of audio"),
+        ]
+    else:
+        (h, w), (oh, ow) = info["input_size"], info["output_size"]
+        rows += [
+            ("channels -> classes", f"{info['in_channels']} -> {info['classes']}"),
+            ("input size", f"{h}x{w}" + (" (any size: output = input)" if info["keeps_size"] else "")),
+            ("output size", f"{oh}x{ow}"),
+            ("context per side", f"{info['context']} px"),
+            ("receptive field", f"{info['receptive_field']}x{info['receptive_field']} px"),
+            ("MACs", f"{info['macs'] / 1e9:.2f} G per {h}x{w} input"),
+        ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+__all__ = ["describe", "format_info", "count_macs", "count_parameters", "meta_model", "resolve_model_config"]
