@@ -291,7 +291,7 @@ def test_sampler_errors():
 
 def test_workers_do_not_receive_copies_of_the_memory_maps(cache):
     cache.window(0, 0, 10)
-    assert cache._arrays and not cache.__getstate__()["_arrays"]
+    assert cache._maps and not cache.__getstate__()["_maps"]
 
 
 # -------------------------------------------------------------------------------------------- cache

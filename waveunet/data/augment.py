@@ -33,19 +33,18 @@ class Augmentation:
         return self.gain or self.remix
 
 
-def random_gains(sources: torch.Tensor, rng: np.random.Generator, gain_range: tuple[float, float]) -> torch.Tensor:
-    """Sources [S, channels, time] each scaled by its own gain from U(gain_range)."""
-    gains = rng.uniform(gain_range[0], gain_range[1], size=sources.shape[0])
-    return sources * torch.from_numpy(gains.astype(np.float32)).view(-1, 1, 1)
+def random_gains(rng: np.random.Generator, count: int, gain_range: tuple[float, float]) -> np.ndarray:
+    """One gain per source, drawn uniformly from ``gain_range``."""
+    return rng.uniform(gain_range[0], gain_range[1], size=count)
 
 
-def random_channel_swap(mixture: torch.Tensor, sources: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mixture [channels, time] and sources [S, channels, time] with left and right exchanged in all
+def random_channel_swap(mixture: torch.Tensor, targets: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixture [channels, time] and targets [K, channels, time] with left and right exchanged in all
     of them, with probability 1/2.
 
     The coin is tossed for mono audio too, so the random stream does not depend on the channel count.
     """
     swap = rng.random() < 0.5
     if swap and mixture.shape[0] == 2:
-        return mixture.flip(0), sources.flip(1)
-    return mixture, sources
+        return mixture.flip(0), targets.flip(1)
+    return mixture, targets

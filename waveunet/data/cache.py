@@ -75,14 +75,14 @@ class DecodedCache:
         self.sources: tuple[str, ...] = tuple(manifest["sources"])
         self.stems: tuple[str, ...] = (MIXTURE, *self.sources)
         self.tracks = [CachedTrack(**track) for track in manifest["tracks"]]
-        self._arrays: dict[int, np.ndarray] = {}
+        self._maps: dict[int, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.tracks)
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_arrays"] = {}
+        state["_maps"] = {}
         return state
 
     def window(self, track: int, start: int, length: int, stems: tuple[str, ...] | None = None) -> torch.Tensor:
@@ -95,19 +95,41 @@ class DecodedCache:
         rows = [self.stems.index(stem) for stem in stems]
         if rows == list(range(rows[0], rows[0] + len(rows))):
             rows = slice(rows[0], rows[0] + len(rows))  # a slice reads the map in place, a list gathers a copy
-        frames = self.tracks[track].frames
         out = torch.zeros(len(stems), self.channels, length)
-        first, last = max(start, 0), min(start + length, frames)
+        first, last = self._overlap(track, start, length)
         if first < last:
             # int16 -> scaled float32 in one pass, straight from the memory map into ``out``
-            samples = self._array(track)[rows, :, first:last]
-            np.multiply(samples, np.float32(self.tracks[track].scale / _FULL_SCALE), out=out.numpy()[:, :, first - start : last - start])
+            torch.mul(self._samples(track)[rows, :, first:last], self._unit(track), out=out[:, :, first - start : last - start])
         return out
 
-    def _array(self, track: int) -> np.ndarray:
-        if track not in self._arrays:
-            self._arrays[track] = np.load(self.folder / self.tracks[track].file, mmap_mode="r")
-        return self._arrays[track]
+    def mix(self, parts: list[tuple[int, str, int, float]], length: int) -> torch.Tensor:
+        """The weighted sum of stem windows, [channels, length].
+
+        ``parts`` lists ``(track, stem, start, weight)``; each window is read as in :meth:`window` and
+        accumulated in one pass, without materialising the individual stems.
+        """
+        out = torch.zeros(self.channels, length)
+        for track, stem, start, weight in parts:
+            first, last = self._overlap(track, start, length)
+            if first < last:
+                samples = self._samples(track)[self.stems.index(stem), :, first:last]
+                out[:, first - start : last - start].add_(samples, alpha=weight * self._unit(track))
+        return out
+
+    def _overlap(self, track: int, start: int, length: int) -> tuple[int, int]:
+        """The part ``first .. last`` of the window that lies inside the track."""
+        return max(start, 0), min(start + length, self.tracks[track].frames)
+
+    def _unit(self, track: int) -> float:
+        """The value of one int16 step of ``track``."""
+        return self.tracks[track].scale / _FULL_SCALE
+
+    def _samples(self, track: int) -> torch.Tensor:
+        """The track's int16 samples [stems, channels, frames], memory-mapped on first use."""
+        if track not in self._maps:
+            # Copy-on-write mapping: the file is opened read-only, but torch gets a writable array.
+            self._maps[track] = torch.from_numpy(np.load(self.folder / self.tracks[track].file, mmap_mode="c"))
+        return self._maps[track]
 
 
 def open_cache(

@@ -46,14 +46,18 @@ class _Excerpts(Dataset):
         #: samples of context before the output window (the rest, if odd, goes after it)
         self.left_context = (self.input_length - self.output_length) // 2
 
-    def _window(self, track: int, output_start: int, stems: tuple[str, ...]) -> torch.Tensor:
-        """[len(stems), channels, input_length] around the output window starting at ``output_start``."""
-        return self.cache.window(track, output_start - self.left_context, self.input_length, stems)
+    def _mixture(self, track: int, output_start: int) -> torch.Tensor:
+        """The dataset's mixture [channels, input_length] around the output window at ``output_start``."""
+        return self.cache.window(track, output_start - self.left_context, self.input_length, (MIXTURE,))[0]
 
-    def _example(self, mixture: torch.Tensor, sources: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mixture [C, input_length], targets [K, C, output_length]) from input-length stems."""
-        centre = sources[..., self.left_context : self.left_context + self.output_length]
-        return mixture, build_targets(dict(zip(self.cache.sources, centre)), self.targets)
+    def _targets(self, picks: list[tuple[int, int]], gains: np.ndarray) -> torch.Tensor:
+        """Targets [K, channels, output_length]; source i is read at ``picks[i] = (track, output_start)``
+        and scaled by ``gains[i]``."""
+        sources = {
+            source: self.cache.window(track, start, self.output_length, (source,))[0] * float(gain)
+            for source, (track, start), gain in zip(self.cache.sources, picks, gains)
+        }
+        return build_targets(sources, self.targets)
 
 
 class TrainingExcerpts(_Excerpts):
@@ -85,25 +89,28 @@ class TrainingExcerpts(_Excerpts):
         if n < 0:
             raise IndexError(n)
         rng = np.random.default_rng([self.seed, int(n)])
-        sources = self.cache.sources
-        if self.augmentation.remix:
-            mixture = None
-            sources_audio = torch.cat([self._random_window(rng, (source,)) for source in sources])
+        augmentation, sources = self.augmentation, self.cache.sources
+        if augmentation.remix:
+            picks = [self._random_pick(rng) for _ in sources]
         else:
-            stems = self._random_window(rng, (MIXTURE, *sources))
-            mixture, sources_audio = stems[0], stems[1:]
-        if self.augmentation.gain:
-            sources_audio = random_gains(sources_audio, rng, self.augmentation.gain_range)
-        if self.augmentation.recomputes_mixture:
-            mixture = sources_audio.sum(dim=0)
-        if self.augmentation.channel_swap:
-            mixture, sources_audio = random_channel_swap(mixture, sources_audio, rng)
-        return self._example(mixture, sources_audio)
+            picks = [self._random_pick(rng)] * len(sources)
+        gains = random_gains(rng, len(sources), augmentation.gain_range) if augmentation.gain else np.ones(len(sources))
+        if augmentation.recomputes_mixture:
+            # The mixture of the scaled sources, summed straight from the cache over the input window.
+            parts = [(track, source, start - self.left_context, float(gain)) for source, (track, start), gain in zip(sources, picks, gains)]
+            mixture = self.cache.mix(parts, self.input_length)
+        else:
+            mixture = self._mixture(*picks[0])
+        targets = self._targets(picks, gains)
+        if augmentation.channel_swap:
+            mixture, targets = random_channel_swap(mixture, targets, rng)
+        return mixture, targets
 
-    def _random_window(self, rng: np.random.Generator, stems: tuple[str, ...]) -> torch.Tensor:
+    def _random_pick(self, rng: np.random.Generator) -> tuple[int, int]:
+        """A random track and a random output window start in it."""
         track = int(rng.integers(len(self.cache)))
         last_start = max(self.cache.tracks[track].frames - self.output_length, 0)
-        return self._window(track, int(rng.integers(last_start + 1)), stems)
+        return track, int(rng.integers(last_start + 1))
 
 
 class ValidationExcerpts(_Excerpts):
@@ -134,8 +141,8 @@ class ValidationExcerpts(_Excerpts):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         track, start = self.windows[index]
-        stems = self._window(track, start, self.cache.stems)
-        return self._example(stems[0], stems[1:])
+        sources = len(self.cache.sources)
+        return self._mixture(track, start), self._targets([(track, start)] * sources, np.ones(sources))
 
 
 def tile(frames: int, length: int, count: int | None = None) -> list[int]:
