@@ -134,6 +134,8 @@ class UNet2dConfig:
         padding: ``valid`` (the paper: 572x572 -> 388x388) or ``same``.
         norm: ``none`` | ``batch``; bias: conv biases (padded U-Nets with BatchNorm drop them).
         half_first: the first conv of each stage outputs half the stage's channels.
+        bottleneck_stages: conv stages at the bottom of the U: the first widens to ``F_L``, any
+            further ones keep that width (the padded variant has two).
         pool_ceil: ceil-mode pooling (odd sizes keep their last row/column).
         upsample: ``transposed`` (the paper's 2x2 up-convolution halving the channels) or ``bilinear``.
         merge: ``crop`` (crop the skip to the up-sampled map) or ``pad`` (resize the up-sampled
@@ -152,6 +154,7 @@ class UNet2dConfig:
     norm: str = "none"
     bias: bool = True
     half_first: bool = False
+    bottleneck_stages: int = 1
     pool_ceil: bool = False
     upsample: str = "transposed"
     merge: str = "crop"
@@ -165,6 +168,8 @@ class UNet2dConfig:
             raise ValueError("UNet2dConfig.upsample must be transposed or bilinear")
         if self.norm == "group":
             raise ValueError("UNet2dConfig.norm must be none or batch")
+        if self.bottleneck_stages < 1:
+            raise ValueError("UNet2dConfig.bottleneck_stages must be at least 1")
 
     @property
     def widths(self) -> list[int]:

@@ -50,5 +50,6 @@ PRESETS = {
         output_activation="linear", separate=True, output_length=88200),
     "unet2d-ronneberger": UNet2dConfig(name="unet2d-ronneberger"),
     "unet2d-padded": UNet2dConfig(name="unet2d-padded", in_channels=3, padding="same", norm="batch", bias=False,
-                                  half_first=True, pool_ceil=True, merge="pad", output_size=512),
+                                  half_first=True, bottleneck_stages=2, pool_ceil=True, merge="pad",
+                                  output_size=512),
 }

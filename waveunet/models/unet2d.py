@@ -53,7 +53,10 @@ class UNet2d(nn.Module):
                 for i in range(L)]
         up = [UpBlock(upsample(w[L - i], w[L - 1 - i]), stage(2 * w[L - 1 - i], w[L - 1 - i]), merge=c.merge)
               for i in range(L)]
-        self.unet = UNet(down, stage(w[L - 1], w[L]), up)
+        bottleneck = stage(w[L - 1], w[L])
+        if c.bottleneck_stages > 1:  # a single stage stays unwrapped: its state-dict keys do not change
+            bottleneck = nn.Sequential(bottleneck, *(stage(w[L], w[L]) for _ in range(c.bottleneck_stages - 1)))
+        self.unet = UNet(down, bottleneck, up)
         self.classifier = nn.Conv2d(w[0], c.classes, 1)
         self.classifier.size_ops = [sizes.Conv(1)]
         self.training_sizes = self.sizes(c.output_size)
