@@ -16,8 +16,9 @@ position in the batch stream, the running training loss of the epoch, the optimi
 early-stopping, AMP-scaler and random-generator states, so a resumed run takes exactly the steps
 the uninterrupted run would have taken.
 
-Batches are ``(inputs, targets)``; the loss is ``criterion(model(inputs), targets)`` computed in
-float32 (``targets`` may be a tensor or a tuple of tensors, e.g. masks and pixel weights).
+Batches are ``(inputs, targets)`` or ``(inputs, *targets)``; the loss is
+``criterion(model(inputs), targets)`` computed in float32, ``targets`` being the one tensor or the
+tuple of the rest (e.g. ``(mask, pixel_weights)`` for segmentation).
 """
 
 from __future__ import annotations
@@ -265,7 +266,8 @@ class Trainer:
 
     def _step(self, batch) -> torch.Tensor:
         """One optimiser step; returns the batch's loss (detached)."""
-        inputs, targets = to_device(batch, self.device)
+        inputs, *targets = to_device(batch, self.device)
+        targets = targets[0] if len(targets) == 1 else tuple(targets)
         self.scheduler.before_step(self.state.position)
         self.net.train()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
