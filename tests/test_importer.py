@@ -327,6 +327,17 @@ def test_refuses_files_that_are_not_reference_checkpoints(tmp_path):
     assert "already a waveunet checkpoint" in refusal(tmp_path / "ours.pt")
 
 
+def test_training_state_with_numpy_scalars_is_read_but_not_arbitrary_objects(tmp_path):
+    import datetime
+
+    state = Reference(**SPEC_EXAMPLE).state_dict()
+    torch.save({"model_state_dict": state, "state": {"step": np.int64(99), "best_loss": np.float64(0.1)}},
+               tmp_path / "ref.pth")
+    assert import_pytorch_checkpoint(tmp_path / "ref.pth").metadata["step"] == 99
+    torch.save({"model_state_dict": state, "state": {"when": datetime.datetime(2020, 1, 1)}}, tmp_path / "obj.pth")
+    assert "Python objects" in refusal(tmp_path / "obj.pth")
+
+
 def test_refuses_weights_that_do_not_fit(tmp_path):
     reference = Reference(**SPEC_EXAMPLE)
     state = reference.state_dict()

@@ -25,12 +25,16 @@ and inside each conv layer ``filter`` / ``norm`` are our ``0`` / ``1``.
 
 from __future__ import annotations
 
+import numbers
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+
 from .blocks import sinc_lowpass
 from .checkpoint import atomic_torch_save, save_model
 from .errors import WaveUNetError
@@ -43,6 +47,8 @@ DEFAULT_SAMPLE_RATE = 44100
 DEFAULT_STRIDES = 4
 DEFAULT_OUTPUT_SIZE = 2.0  # seconds
 SINC_TAPS = 15
+_NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
+                  np.dtypes.Int64DType, np.dtypes.Int32DType]
 SHARED_NET = "ALL"  # the reference's name for the one network of separate=0
 BATCH_NORM_MOMENTUM = 0.01  # the reference's BatchNorm1d(momentum=0.01)
 LEAKY_SLOPE = 0.01  # F.leaky_relu's default, used by the reference's conv_type="normal"
@@ -104,10 +110,15 @@ def read_reference_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     if not path.is_file():
         raise WaveUNetError(f"{path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: a checkpoint from elsewhere must not run code; the training state may hold
+        # numpy scalars (losses, steps), which are safe to allow.
+        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        what = "Python objects other than tensors and numbers" if "Weights only" in str(error) else "no torch pickle"
+        raise WaveUNetError(f"{path}: not a readable PyTorch checkpoint ({what})") from None
     except Exception as error:  # torch raises many types for a file that is not a torch pickle
-        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
-        raise WaveUNetError(f"{path}: not a readable PyTorch checkpoint ({reason})") from None
+        raise WaveUNetError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
     if isinstance(ckpt, dict) and ckpt.get("format") == "waveunet":
         raise WaveUNetError(f"{path}: already a waveunet checkpoint; load it with waveunet.load_model")
     state = ckpt.get("model_state_dict", ckpt) if isinstance(ckpt, dict) else None
@@ -293,7 +304,7 @@ def import_pytorch_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | N
     model.load_state_dict({key: state[theirs].to(ours[key].dtype) for theirs, key in wanted.items()})
     model.eval()
     step = training.get("step")
-    model.metadata = {"imported_from": str(src), "step": step if isinstance(step, int) else None}
+    model.metadata = {"imported_from": str(src), "step": int(step) if isinstance(step, numbers.Integral) else None}
     if dst is not None:
         save_model(model, dst, step=model.metadata["step"], metadata={"imported_from": src.name})
     return model
