@@ -47,11 +47,12 @@ DEFAULT_SAMPLE_RATE = 44100
 DEFAULT_STRIDES = 4
 DEFAULT_OUTPUT_SIZE = 2.0  # seconds
 SINC_TAPS = 15
-_NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
-                  np.dtypes.Int64DType, np.dtypes.Int32DType]
 SHARED_NET = "ALL"  # the reference's name for the one network of separate=0
 BATCH_NORM_MOMENTUM = 0.01  # the reference's BatchNorm1d(momentum=0.01)
 LEAKY_SLOPE = 0.01  # F.leaky_relu's default, used by the reference's conv_type="normal"
+# what a reference training state may hold besides tensors and Python numbers (losses, steps)
+_NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
+                  np.dtypes.Int64DType, np.dtypes.Int32DType]
 
 # (our module path, the reference's module path); more specific paths first, so that a learned
 # resampler's conv (``downconv.filter.weight``) is told apart from a sinc filter (``downconv.filter``).
