@@ -118,10 +118,16 @@ def validate(references: torch.Tensor, estimates: torch.Tensor) -> None:
     if references.ndim != 3:
         raise ValueError(f"expected [sources, time, channels], got {references.ndim} dimensions")
     for name, signals in (("reference", references), ("estimated", estimates)):
-        silent = (signals.sum(dim=2) == 0).all(dim=1)
+        silent = silent_sources(signals)
         if bool(silent.any()):
             index = int(silent.nonzero()[0, 0])
             raise ValueError(f"{name} source {index} is all zeros; BSSEval cannot score it")
+
+
+def silent_sources(signals: torch.Tensor) -> torch.Tensor:
+    """Which of the signals [sources, time, channels] museval calls silent: the sum over the
+    channels is 0 at every sample. [sources] bool."""
+    return (signals.sum(dim=2) == 0).all(dim=1)
 
 
 def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, hop: int,
@@ -302,7 +308,7 @@ def framewise_metrics(references: torch.Tensor, estimates: torch.Tensor, filters
         metrics.append(_image_criteria(refs, ests, own_projected, projected))
     metrics = torch.cat(metrics, dim=-1)
 
-    silent = _silent_sources(ref_frames).any(dim=1) | _silent_sources(est_frames).any(dim=1)
+    silent = _silent_in_frames(ref_frames).any(dim=1) | _silent_in_frames(est_frames).any(dim=1)
     return metrics.masked_fill(silent, float("nan"))
 
 
@@ -338,7 +344,7 @@ def _safe_db(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor
     return torch.where(denominator == 0, torch.inf, ratio)
 
 
-def _silent_sources(frames: torch.Tensor) -> torch.Tensor:
+def _silent_in_frames(frames: torch.Tensor) -> torch.Tensor:
     """museval's ``_any_source_silent`` per source and frame: the channel sum is 0 throughout.
 
     Args:
