@@ -24,7 +24,7 @@ from ..data.augment import Augmentation
 from ..data.config import DataConfig, training_examples, validation_examples
 from ..models.config import WaveUNetConfig
 from ..models.registry import model_from_config
-from .config import TrainConfig
+from .config import REGRESSION_LOSSES, TrainConfig
 from .distributed import Processes
 from .optim import regression_loss
 from .stream import IndexedBatches, to_device
@@ -42,6 +42,10 @@ class AudioRecipe:
     data: DataConfig
     augmentation: Augmentation = field(default_factory=Augmentation)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.train.loss not in REGRESSION_LOSSES:
+            raise ValueError(f"train.loss must be one of {', '.join(REGRESSION_LOSSES)} for audio; got {self.train.loss!r}")
 
 
 class ValidationLoss:

@@ -38,7 +38,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LOSSES = ("mse", "l1")
+#: regression losses (audio) and segmentation losses (images); each task refuses the other kind
+REGRESSION_LOSSES = ("mse", "l1")
+SEGMENTATION_LOSSES = ("cross_entropy", "dice")
+LOSSES = REGRESSION_LOSSES + SEGMENTATION_LOSSES
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = ("constant", "plateau", "cyclic")
 AMP = ("none", "bf16", "fp16")
