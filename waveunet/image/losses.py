@@ -17,8 +17,6 @@ import torch.nn.functional as F
 
 from .datasets import IGNORE_INDEX
 
-LOSSES = ("cross_entropy", "dice")
-
 
 def cross_entropy(scores: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean (weighted) cross-entropy of class scores against a class-index mask.
@@ -63,9 +61,9 @@ def dice_loss(scores: torch.Tensor, mask: torch.Tensor, smooth: float = 1.0) -> 
 
 def segmentation_loss(name: str, scores: torch.Tensor, mask: torch.Tensor,
                       weight: torch.Tensor | None = None) -> torch.Tensor:
-    """The loss called ``name`` (one of :data:`LOSSES`); Dice takes no weight map."""
+    """The loss a recipe names (``train.loss``): ``cross_entropy`` or ``dice`` (which takes no weight map)."""
     if name == "cross_entropy":
         return cross_entropy(scores, mask, weight)
     if name == "dice":
         return dice_loss(scores, mask)
-    raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")
+    raise ValueError(f"unknown segmentation loss {name!r} (cross_entropy, dice)")

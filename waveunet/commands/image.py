@@ -1,0 +1,63 @@
+"""``waveunet image train`` and ``waveunet image segment``: the 2D U-Net from the command line."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import WaveUNetError
+
+
+@click.group()
+def image():
+    """Image segmentation with the 2D U-Net (Ronneberger et al., 2015)."""
+
+
+@image.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, metrics, logs).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key, e.g. --set train.max_time=600 (value in TOML syntax; repeatable).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
+@click.option("--force", is_flag=True, help="Replace the run in --out.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (log lines only).")
+def train(recipe, out, overrides, resume, force, no_progress):
+    """Train a 2D U-Net as RECIPE says (see recipes/unet2d-*.toml)."""
+    from ..image.train import IMAGE
+    from ..train.launch import train_from_recipe
+
+    train_from_recipe(recipe, out, overrides, resume=resume, force=force, kind=IMAGE, progress=not no_progress)
+
+
+@image.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "-m", required=True, help="Checkpoint file (e.g. RUN_DIR/checkpoints/best.pt).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Output folder: <image name>.png (class indices) per image.")
+@click.option("--overlay", is_flag=True, help="Also write <image name>.overlay.png, the image tinted by class.")
+@click.option("--tile", type=click.IntRange(min=1), default=None,
+              help="Output pixels per tile side (default: the model's training tile); memory grows with its square.")
+@click.option("--force", is_flag=True, help="Replace existing output files.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def segment(images, model, out, overlay, tile, force, device, no_progress):
+    """Segment each IMAGE (PNG, TIFF, JPEG) into --out, any size, by overlap-tile.
+
+    A bad image is reported and skipped; the others are still segmented, and the exit code is 1.
+    """
+    import torch
+
+    from ..checkpoint import load_model
+    from ..image.segment import segment_files
+    from ..models.config import UNet2dConfig
+
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise WaveUNetError(f"--device {device}: not usable here ({str(error).splitlines()[0]})") from None
+    network = load_model(model, device=device)
+    if not isinstance(network.config, UNet2dConfig):
+        raise WaveUNetError(f"{model}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net")
+    errors = segment_files(network, images, out, with_overlay=overlay, tile=tile, force=force,
+                           progress=not no_progress)
+    if errors:
+        raise WaveUNetError(f"{len(errors)} of {len(images)} image(s) failed (see the errors above)")
