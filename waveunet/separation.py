@@ -70,6 +70,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
+def translation_equivariant(config) -> bool:
+    """Whether shifting the input by the down-sampling step shifts the output alike, in valid mode.
+
+    GroupNorm normalises over the window and the PyTorch Wave-U-Net's low-pass filters reflect-pad
+    at its borders: with either, a window's output depends on where the window lies.
+    """
+    return config.padding == "valid" and config.norm != "group" and "sinc" not in (config.downsample, config.upsample)
+
+
 def inference_tiling(model: nn.Module, window: int | None = None, length: int | None = None) -> Tiling:
     """The windows :func:`separate` runs ``model`` on.
 
@@ -79,9 +88,9 @@ def inference_tiling(model: nn.Module, window: int | None = None, length: int | 
     c = model.config
     if c.padding == "same":
         return faded_tiling(model, c.output_length, overlap=0.5)
-    if c.norm == "group" or "sinc" in (c.downsample, c.upsample):
-        # These layers see the window's borders, so the output depends on where windows lie: keep the
-        # windows the model was trained on, on the reference implementation's grid.
+    if not translation_equivariant(c):
+        # the output depends on where windows lie: keep the windows the model was trained on, on the
+        # reference implementation's grid
         return Tiling((model.input_length,), (model.output_length,), (model.output_length,))
     window = window or round(WINDOW_SECONDS * c.sample_rate)
     return exact_tiling(model, min(window, length) if length else window)

@@ -142,7 +142,7 @@ def tiled_forward(
     size = x.shape[-dims:]
     region = [tuple(r) for r in region] if region is not None else [(0, n) for n in size]
     extent = [stop - start for start, stop in region]
-    device = next(model.parameters()).device
+    device = next(model.parameters(), x).device
 
     # Window i covers outputs [i*hop, i*hop + kept) of the region; take every i whose part meets it.
     first = [-((k - 1) // h) for k, h in zip(tiling.kept, tiling.hop)]

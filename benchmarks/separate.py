@@ -1,0 +1,195 @@
+"""Benchmark of song separation (issue 4): speed against the reference approach, FLOP rate, memory.
+
+Run ``python benchmarks/separate.py`` (about ten minutes on two cores). In one run, on the same 30 s
+input (the bundled example looped), it prints:
+
+(a) the time of the reference approach over ours, for ``M4`` and ``pytorch-default``, and the max
+    abs difference of their outputs. The reference is the one of the PyTorch Wave-U-Net: the song
+    zero-padded by the context, windows of the training input length one at a time (batch 1), each
+    giving the next output window (:func:`reference_separate`);
+(b) our achieved GFLOP/s on M4 (2 x the multiply-accumulates of one whole-song pass, counted with
+    forward hooks on a meta-device copy of the model, over our time) against this machine's float32
+    matrix-multiply GFLOP/s, measured in the same run;
+(c) the peak resident memory of ``separate_file`` on 1, 5 and 10 minutes of stereo 44.1 kHz audio
+    with M4, each in a fresh subprocess.
+
+Models have random weights (seeded): speed and memory do not depend on the weights, and the
+comparison in (a) is between two ways of computing the same function. Times are the best of
+``--repeats`` alternating runs, which matters on a shared, noisy machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import soundfile as sf
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import waveunet
+from waveunet.audio import read_audio, resample
+from waveunet.separation import BATCH_SIZE, WINDOW_SECONDS, inference_tiling, separate, translation_equivariant
+
+EXAMPLE = Path(waveunet.__file__).parent / "examples" / "80s-rock.flac"
+
+
+def reference_separate(model: nn.Module, mix: torch.Tensor) -> torch.Tensor:
+    """The PyTorch Wave-U-Net's way: ``[channels, time]`` at the model's rate -> ``[sources, channels, time]``.
+
+    Pad the end to whole output windows and the context on both sides with zeros, then run windows of
+    the training input length at batch size 1, a hop of one output window apart. For translation-
+    equivariant models the hop is rounded down to the down-sampling grid (16384 instead of 16389 for
+    M4), without which consecutive windows decimate on different phases and compute a different
+    function than one pass over the song.
+    """
+    sizes = model.training_sizes
+    hop = sizes.output_length
+    if translation_equivariant(model.config):
+        hop = hop // model.length_step * model.length_step
+    length = mix.shape[-1]
+    windows = math.ceil(length / hop)
+    padded = F.pad(mix, (sizes.context, windows * hop - length + sizes.input_length - hop - sizes.context))
+    outputs = []
+    with torch.no_grad():
+        for i in range(windows):
+            outputs.append(model(padded[None, :, i * hop : i * hop + sizes.input_length])[0, ..., :hop])
+    return torch.cat(outputs, -1)[..., :length]
+
+
+def best_time(fn, repeats: int) -> tuple[float, object]:
+    best, result = math.inf, None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Best float32 ``n x n`` matrix-multiply rate of this machine, in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    seconds, _ = best_time(lambda: torch.mm(a, b), repeats)
+    return 2 * n**3 / seconds / 1e9
+
+
+def multiply_accumulates(model: nn.Module, input_length: int) -> int:
+    """Multiply-accumulates of the convolutions in one forward pass over ``input_length`` samples."""
+    meta = copy.deepcopy(model).to("meta")
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.ConvTranspose1d):
+            total += inputs[0].numel() * module.out_channels // module.groups * module.kernel_size[0]
+        else:
+            total += output.numel() * module.in_channels // module.groups * module.kernel_size[0]
+
+    for module in meta.modules():
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        meta(torch.empty(1, model.config.channels, input_length, device="meta"))
+    return total
+
+
+def thirty_seconds(rate: int) -> torch.Tensor:
+    """The bundled example looped to 30 s, at ``rate``: ``[2, 30 * rate]``."""
+    audio, sample_rate = read_audio(EXAMPLE)
+    audio = audio.repeat(1, math.ceil(30 * sample_rate / audio.shape[-1]))[:, : 30 * sample_rate]
+    return resample(audio, sample_rate, rate)
+
+
+def compare(name: str, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = waveunet.build_model(name).eval()
+    rate = model.config.sample_rate
+    mix = thirty_seconds(rate)
+    separate(model, mix[:, : rate], rate)  # warm-up (allocator, oneDNN kernels)
+    ref_time = ours_time = math.inf
+    for _ in range(repeats):  # alternate, so that both see the same machine load
+        t, reference = best_time(lambda: reference_separate(model, mix), 1)
+        ref_time = min(ref_time, t)
+        t, ours = best_time(lambda: torch.stack(list(separate(model, mix, rate).values())), 1)
+        ours_time = min(ours_time, t)
+    tiling = inference_tiling(model, length=mix.shape[-1])
+    return {"model": name, "reference_s": ref_time, "ours_s": ours_time, "speedup": ref_time / ours_time,
+            "max_abs_diff": (reference - ours).abs().max().item(), "window_output": tiling.output[0],
+            "window_input": tiling.input[0], "hop": tiling.hop[0], "model_obj": model, "mix": mix}
+
+
+MEMORY_CHILD = """
+import resource, sys, time, torch, waveunet
+from waveunet.separation import separate_file
+torch.manual_seed(0)
+model = waveunet.build_model("M4")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+start = time.perf_counter()
+separate_file(sys.argv[1], model, sys.argv[2], progress=False)
+print(before / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - start)
+"""
+
+
+def peak_memory(minutes: float, folder: Path) -> tuple[float, float, float]:
+    """(MB after loading the model, peak MB, seconds) of separating ``minutes`` of stereo 44.1 kHz with M4."""
+    path = folder / f"song-{minutes:g}min.wav"
+    example, rate = read_audio(EXAMPLE)
+    with sf.SoundFile(str(path), "w", samplerate=rate, channels=2, subtype="PCM_16") as f:
+        for start in range(0, int(minutes * 60 * rate), example.shape[-1]):
+            f.write(example[:, : int(minutes * 60 * rate) - start].T.numpy())
+    result = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(path), str(folder / "out")],
+                            capture_output=True, text=True, check=True)
+    path.unlink()
+    before, peak, seconds = map(float, result.stdout.split())
+    return before, peak, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 10])
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; window {WINDOW_SECONDS} s, batch {BATCH_SIZE}")
+    numbers = {}
+
+    print("\n(a) 30 s of audio: reference (batch-1 training windows) vs ours")
+    for name, target in (("M4", 4.0), ("pytorch-default", 1.5)):
+        r = compare(name, args.repeats)
+        model, mix = r.pop("model_obj"), r.pop("mix")
+        numbers[name] = r
+        print(f"  {name:16s} reference {r['reference_s']:6.2f} s, ours {r['ours_s']:6.2f} s: {r['speedup']:.2f}x "
+              f"(target >= {target}x), max abs difference {r['max_abs_diff']:.2e} (target <= 1e-4); "
+              f"our windows {r['window_input']} -> {r['window_output']} samples, hop {r['hop']}")
+        if name == "M4":
+            whole = model.sizes(mix.shape[-1]).input_length
+            flops = 2 * multiply_accumulates(model, whole)
+            peak = matmul_gflops()
+            achieved = flops / r["ours_s"] / 1e9
+            numbers["flops"] = {"whole_song_gflop": flops / 1e9, "achieved_gflops": achieved, "matmul_gflops": peak}
+            print(f"\n(b) M4: one whole-song pass is {flops / 1e9:.1f} GFLOP; ours runs at {achieved:.1f} GFLOP/s, "
+                  f"float32 matmul at {peak:.1f} GFLOP/s: {100 * achieved / peak:.0f}% (target >= 50%)\n")
+
+    print("(c) peak resident memory of separate_file, M4, stereo 44.1 kHz, fresh process each")
+    numbers["memory"] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for minutes in args.minutes:
+            before, peak, seconds = peak_memory(minutes, Path(folder))
+            numbers["memory"][minutes] = {"after_load_mb": before, "peak_mb": peak, "seconds": seconds}
+            print(f"  {minutes:4g} min: peak {peak:7.0f} MB (after loading the model: {before:.0f} MB), "
+                  f"{seconds:.0f} s, real-time factor {seconds / (60 * minutes):.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=2))
+
+
+if __name__ == "__main__":
+    main()
