@@ -102,6 +102,14 @@ def test_cli_trains_on_the_bundled_wav_track(tmp_path, cache_dir):
     check_run_folder(run, validations=2)
     separates(run / "checkpoints" / "best.pt")
     assert read_checkpoint(run / "checkpoints" / "best.pt")["metadata"]["training_data"].startswith("MUSDB18-HQ")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"audio": 0})
+    events.Reload()
+    assert {"loss/train", "loss/valid", "learning_rate"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("loss/valid")) == 2
+    assert {"mixture", "vocals/estimate", "vocals/target", "accompaniment/estimate"} <= {
+        tag.split("/", 1)[1] for tag in events.Tags()["audio"]}
 
 
 def test_trains_on_the_bundled_stem_mp4_track(tmp_path, cache_dir):

@@ -67,15 +67,17 @@ class ValidationLoss:
 
 
 class AudioExamples:
-    """Writes the first ``count`` validation excerpts to TensorBoard: the mixture (output window),
-    and every source's estimate and target, downmixed to mono (TensorBoard plays mono only)."""
+    """Writes ``count`` evenly spaced validation excerpts to TensorBoard (the middle one for
+    ``count = 1``; track starts are often silent): the mixture (output window), and every source's
+    estimate and target, downmixed to mono (TensorBoard plays mono only)."""
 
     def __init__(self, examples: Dataset, sources: tuple[str, ...], sample_rate: int, count: int):
         self.examples, self.sources, self.sample_rate = examples, sources, sample_rate
-        self.count = min(count, len(examples))
+        count = min(count, len(examples))
+        self.indices = [round((k + 1) * (len(examples) - 1) / (count + 1)) for k in range(count)]
 
     def __call__(self, writer, model: nn.Module, step: int, device: torch.device) -> None:
-        for index in range(self.count):
+        for index in self.indices:
             mixture, targets = self.examples[index]
             estimates = model(mixture.unsqueeze(0).to(device))[0].cpu()  # [sources, channels, time]
             left = (mixture.shape[-1] - targets.shape[-1]) // 2

@@ -119,6 +119,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp) if self.device.type == "cuda" else None
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # training shapes never change: pick the fastest kernels once
         self.state = Progress()
         self.stopping = EarlyStopping(config.early_stopping)
         self.best_weights: dict | None = None
