@@ -14,6 +14,9 @@ batch doubled and lr 1e-5 from the best model)::
     amp = "none"             # none | bf16 | fp16 (CUDA only; ignored on CPU)
     max_steps = 0            # stop after this many steps in all (0: no limit)
     max_time = 0             # stop this invocation after so many seconds (0: no limit)
+    valid_batch_size = 16    # validation batches (the validation loss is a mean over examples)
+    log_every = 10           # steps between training-loss points in TensorBoard
+    log_examples = 1         # validation examples written to TensorBoard after each validation
 
     [train.optimizer]
     name = "adam"            # adam | sgd
