@@ -321,7 +321,7 @@ class Trainer:
             if improved:
                 save_model(self.model, self.run.best, step=s.step, metadata=self._metadata(**metrics))
         if self.stopping.should_stop:
-            if s.round == 1 and c.finetune.enabled:
+            if s.round == 1 and c.finetune.enabled and self.best_weights is not None:
                 self._start_finetuning()
             else:
                 s.finished = True
