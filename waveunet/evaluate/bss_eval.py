@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .toeplitz import levinson_factor, refined_solve
+
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
 _EPS = torch.finfo(torch.float64).eps
 
@@ -158,9 +160,10 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     """Least-squares distortion filters over the whole signals.
 
     The normal equations are museval's, ``(G + eps·I) c = D``: ``G`` the Gram matrix of the delayed
-    reference channels, ``D`` their correlations with the estimate's channels. All estimates share
-    one factorisation of ``G``; the projections onto each source's own image use the diagonal
-    blocks of ``G``, factorised as one batch.
+    reference channels, ``D`` their correlations with the estimate's channels. ``G`` is block
+    Toeplitz in the delay. The projections onto each source's own image solve the same system with
+    the other sources' blocks zeroed (block diagonal), so both systems go through one batched
+    recursion, all estimates' channels as right-hand sides.
 
     Args:
         references, estimates: [sources, channels, time].
@@ -176,65 +179,28 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     ests = estimates.reshape(n_refs, -1)
 
     correlations = lagged_correlations(torch.cat([refs, ests]), refs, filters_len)
-    gram = toeplitz_gram(correlations[:n_refs])  # [refs * L, refs * L]
-    # cross[(ref, lag), est] = <ref delayed by lag, est>
-    cross = correlations[n_refs:].permute(1, 2, 0).reshape(n_refs * filters_len, n_refs)
+    # blocks[k][p, q] = <ref p delayed by a, ref q delayed by a + k>
+    blocks = correlations[:n_refs].permute(2, 0, 1).clone()  # [L, refs, refs]
+    blocks[0] += _EPS * torch.eye(n_refs, dtype=blocks.dtype, device=blocks.device)
+    cross = correlations[n_refs:].permute(2, 1, 0)  # [L, refs, ests]: <ref delayed by lag, est>
 
-    filters = _solve_normal_equations(gram, cross)
-    filters = filters.reshape(n_sources, n_channels, filters_len, n_sources, n_channels)
-    filters = filters.permute(3, 0, 1, 2, 4)
+    source = torch.arange(n_refs, device=blocks.device) // n_channels
+    same_source = (source[:, None] == source[None, :]).to(blocks.dtype)
+    factor, inverse_d = levinson_factor(torch.stack([blocks, blocks * same_source]))
 
-    block = n_channels * filters_len
-    own_gram = gram.reshape(n_sources, block, n_sources, block).diagonal(dim1=0, dim2=2)
-    own_cross = cross.reshape(n_sources, block, n_sources, n_channels).diagonal(dim1=0, dim2=2)
-    own_filters = _solve_normal_equations(own_gram.permute(2, 0, 1), own_cross.permute(2, 0, 1))
-    own_filters = own_filters.reshape(n_sources, n_channels, filters_len, n_channels)
-    return filters, own_filters
+    filters = refined_solve(blocks[None], cross[None], factor[:1], inverse_d[:1])[0]
+    by_source = (filters_len, n_sources, n_channels, n_sources, n_channels)
+    filters = filters.reshape(by_source).permute(3, 1, 2, 0, 4)
 
+    # The block-diagonal system is one system per source: solved in that compact form.
+    def own(tensor):  # [L, refs, refs] -> [S, L, C, C]
+        return tensor.reshape(by_source).diagonal(dim1=1, dim2=3).permute(3, 0, 1, 2)
 
-def toeplitz_gram(autocorrelations: torch.Tensor) -> torch.Tensor:
-    """Gram matrix of the delayed references from their correlations at non-negative lags.
-
-    ``G[(p, a), (q, b)] = <x_p delayed by a, x_q delayed by b> = r_pq[b − a]``, with
-    ``r_pq[−k] = r_qp[k]``; rows and columns ordered (source, channel, delay) as museval's.
-
-    Args:
-        autocorrelations: [P, P, L] from :func:`lagged_correlations` of the references with
-            themselves.
-
-    Returns:
-        [P * L, P * L].
-    """
-    n, _, lags = autocorrelations.shape
-    negative = autocorrelations.transpose(0, 1).flip(-1)[..., :-1]  # lags −(L−1) … −1
-    full = torch.cat([negative, autocorrelations], dim=-1)  # lags −(L−1) … L−1
-    delay = torch.arange(lags, device=full.device)
-    gram = full[:, :, lags - 1 + delay[None, :] - delay[:, None]]  # [P, P, L(a), L(b)]
-    return gram.permute(0, 2, 1, 3).reshape(n * lags, n * lags)
-
-
-def _solve_normal_equations(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """``(G + eps·I)⁻¹ D`` as museval, which solves by LU and falls back to least squares.
-
-    ``G`` is a Gram matrix, so Cholesky (half the work of LU) normally applies; LU and the
-    least-squares fallback cover matrices that are only semi-definite in floating point.
-
-    Args:
-        gram: [..., n, n]; rhs: [..., n, k].
-
-    Returns:
-        [..., n, k].
-    """
-    regularised = gram + _EPS * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    factor, info = torch.linalg.cholesky_ex(regularised)
-    if not bool((info != 0).any()):
-        return torch.cholesky_solve(rhs, factor)
-    solution, info = torch.linalg.solve_ex(regularised, rhs)
-    if not bool((info != 0).any()):
-        return solution
-    # numpy's SVD-based least squares (museval's np.linalg.lstsq) exists on the CPU only
-    solution = torch.linalg.lstsq(gram.cpu(), rhs.cpu(), driver="gelsd").solution
-    return solution.to(gram.device)
+    block = filters_len * n_channels
+    own_factor = factor[1].reshape(filters_len, n_sources, n_channels, filters_len, n_sources, n_channels)
+    own_factor = own_factor.diagonal(dim1=1, dim2=4).permute(4, 0, 1, 2, 3).reshape(n_sources, block, block)
+    own_filters = refined_solve(own(blocks), own(cross), own_factor, own(inverse_d[1]))
+    return filters, own_filters.permute(0, 2, 1, 3)
 
 
 def lagged_correlations(x: torch.Tensor, y: torch.Tensor, lags: int) -> torch.Tensor:
