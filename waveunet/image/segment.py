@@ -18,6 +18,7 @@ class indices (0, 1, ... as grey values, same width and height as the image), op
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,6 @@ def segment_files(model: nn.Module, paths: Sequence[str | os.PathLike], folder: 
                 segment_file(model, path, outputs, tile=tile, force=force)
             except WaveUNetError as error:
                 errors.append(error)
-                tqdm.write(f"Error: {error}")
+                tqdm.write(f"Error: {error}", file=sys.stderr)
             bar.update()
     return errors

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -32,7 +33,7 @@ from ..train.launch import TaskKind
 from ..train.stream import IndexedBatches, to_device
 from ..train.trainer import Task
 from .augment import AugmentConfig
-from .data import ImageDataConfig, SegmentationFolder
+from .data import ImageDataConfig, LabelledImage, SegmentationFolder
 from .datasets import IGNORE_INDEX, RandomCrops, ValidationWindows
 from .losses import segmentation_loss
 from .metrics import confusion_matrix, segmentation_metrics
@@ -41,6 +42,9 @@ from .windows import WindowShape
 
 #: recipe keys holding paths; relative paths in a recipe file are relative to that file
 PATH_KEYS = ["data.root"]
+
+#: the largest output side of a validation window (pixels); bounds the memory of validation
+VALIDATION_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,27 @@ class SegmentationExamples:
             writer.add_image(f"example{index}/prediction", (predicted.float() / scale)[None], step)
 
 
+def validation_shape(model: nn.Module, images: Sequence[LabelledImage], limit: int = VALIDATION_SIDE) -> WindowShape:
+    """The validation window: of the model's windows with an output side from the training tile's up
+    to ``limit``, the one that covers ``images`` with the fewest input pixels.
+
+    Validation draws no random crops, so it can take larger windows than training and recompute the
+    context of fewer of them; with valid convolutions the scores do not depend on the window.
+    """
+    smallest = min(min(example.mask.shape) for example in images)
+    sides = range(model.output_size, max(model.output_size, min(limit, smallest)) + 1, model.length_step)
+
+    def window(side: int) -> WindowShape:
+        sizes = model.sizes(side)
+        return WindowShape.of(sizes.input_length, sizes.output_length)
+
+    def input_pixels(side: int) -> int:
+        shape = window(side)
+        return sum(len(shape.covering_windows(*example.mask.shape)) for example in images) * shape.input[0] ** 2
+
+    return window(min(sides, key=input_pixels))
+
+
 def _describe(folder: SegmentationFolder) -> str:
     return f"{folder.root}: {len(folder)} images ({', '.join(folder.names)})"
 
@@ -141,7 +166,8 @@ def build_image_task(recipe: ImageRecipe, processes: Processes, device: torch.de
     crops = RandomCrops(train_images.examples, shape, epoch_size=train.epoch_size * train.batch_size,
                         num_classes=config.classes, augmentation=recipe.augmentation,
                         weight_map=recipe.weight_map, seed=train.seed)
-    windows = ValidationWindows(valid_images.examples, shape, num_classes=config.classes, weight_map=recipe.weight_map)
+    windows = ValidationWindows(valid_images.examples, validation_shape(model, valid_images.examples),
+                                num_classes=config.classes, weight_map=recipe.weight_map)
     stream = IndexedBatches(crops, train.epoch_size, processes.rank, processes.world_size,
                             train.workers, pin_memory=device.type == "cuda")
     criterion = SegmentationLoss(train.loss)
