@@ -49,7 +49,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def broken_save(obj, f):
-        f.write(b"partial")
+        open(f, "wb").write(b"partial")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", broken_save)

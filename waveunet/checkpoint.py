@@ -15,7 +15,6 @@ save never leaves a truncated checkpoint behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_path
 from .errors import WaveUNetError
 from .models.config import WaveUNetConfig, config_from_dict, config_to_dict
 from .models.registry import model_from_config
@@ -55,16 +55,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with atomic_path(path) as temporary:
+            torch.save(obj, temporary)
     except OSError as error:
         raise WaveUNetError(f"{path}: cannot write checkpoint ({error.strerror or error})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def checkpoint_dict(model: nn.Module, *, step: int | None = None, metadata: dict | None = None,

@@ -17,12 +17,11 @@ of a distributed job touches the folder.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..errors import WaveUNetError
 
 CONFIG = "config.toml"
@@ -107,22 +106,3 @@ class RunDir:
         last checkpoint are redone, so they must not appear twice."""
         kept = [record for record in self.read_metrics() if record["step"] <= step]
         write_text_atomic(self.metrics, "".join(json.dumps(record) + "\n" for record in kept))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
