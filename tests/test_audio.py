@@ -2,6 +2,8 @@
 
 import math
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -99,6 +101,20 @@ def test_truncated_file(tmp_path, format):
         read_audio(cut)
     message = one_line(error)
     assert f"cut.{format}" in message and ("truncated" in message or "corrupt" in message)
+
+
+def test_mp3_without_a_length_header_is_not_called_truncated(tmp_path):
+    # A constant-bit-rate MP3 without a Xing/LAME header: libsndfile estimates its length from the
+    # bit rate, a little too long. Written with ffmpeg, as soundfile always writes the header.
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("needs ffmpeg to write an MP3 without a Xing header")
+    wav = write_audio(tmp_path / "x.wav", tone(seconds=1.0), SR)
+    mp3 = tmp_path / "x.mp3"
+    subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(wav), "-b:a", "128k", "-write_xing", "0", str(mp3)], check=True)
+    assert audio_info(mp3).frames > SR  # the estimate overshoots ...
+    decoded, _ = read_audio(mp3)  # ... but the file is whole
+    assert decoded.shape[1] >= SR  # (plus encoder delay and padding, which only the header could remove)
 
 
 def test_nan_samples(tmp_path):

@@ -44,6 +44,8 @@ class AudioInfo:
     sample_rate: int
     channels: int
     frames: int
+    #: libsndfile's container name: WAV, FLAC, OGG, MP3, ...
+    format: str = ""
 
     @property
     def duration(self) -> float:
@@ -68,7 +70,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         raise WaveUNetError(f"{path}: not a readable audio file ({_reason(error)})") from None
     if _header_shows_truncation(info.extra_info):
         raise WaveUNetError(f"{path}: audio file is truncated (shorter than its header says)")
-    return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames))
+    return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=int(info.frames), format=info.format)
 
 
 def read_audio(path: str | os.PathLike, start: int = 0, frames: int = -1) -> tuple[torch.Tensor, int]:
@@ -88,8 +90,11 @@ def read_audio(path: str | os.PathLike, start: int = 0, frames: int = -1) -> tup
         data, sample_rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as error:
         raise WaveUNetError(f"{path}: audio file is corrupt ({_reason(error)})") from None
-    # Compressed formats report their length from the header; a cut-off stream decodes short.
-    if len(data) < expected:
+    # Compressed formats report their length from the header; a cut-off stream decodes short. An MP3
+    # without a Xing/LAME header has only an estimate (from its bit rate), good to about 1 % at a
+    # constant bit rate (libsndfile reads no further than it, so such a VBR file decodes short).
+    slack = int(0.02 * expected) if info.format == "MP3" else 0
+    if len(data) < expected - slack:
         raise WaveUNetError(f"{path}: audio file is truncated ({len(data)} of {expected} samples decode)")
     if not np.isfinite(data).all():
         raise WaveUNetError(f"{path}: audio file contains NaN or infinite samples")
