@@ -229,3 +229,25 @@ def test_a_failing_track_keeps_the_scores_already_written(short_track, tmp_path)
     assert result.exit_code == 1 and "channel(s)" in result.output
     assert read_scores(tmp_path / "out" / "a.json", "a").targets.keys() == {"vocals", "accompaniment"}
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_model_mode_scores_the_models_separation(tmp_path):
+    """--model separates each mixture and scores what museval scores for those estimates."""
+    import musdb
+    import torch
+
+    import waveunet
+    from waveunet.separation import separate
+
+    result = CliRunner().invoke(main, ["evaluate", "--model", "demo", "--musdb", str(MUSDB_HQ), "--is-wav",
+                                       "--subset", "train", "--out", str(tmp_path), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    ours = json.loads((tmp_path / "train" / f"{TRACK}.json").read_text())
+    jsonschema.validate(ours, SCHEMA)
+
+    track = musdb.DB(root=str(MUSDB_HQ), is_wav=True, subsets="train").tracks[0]
+    model = waveunet.load_model("demo")
+    estimates = separate(model, torch.from_numpy(track.audio.T).float(), track.rate, device="cpu")
+    theirs = museval.eval_mus_track(track, {name: e.numpy().T.astype(float) for name, e in estimates.items()})
+    assert [t["name"] for t in ours["targets"]] == ["vocals", "accompaniment"]
+    assert_same_scores(ours, theirs.scores)

@@ -12,6 +12,9 @@ exactly by FFT; each refinement costs two products with ``W``.
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
+
 import torch
 
 #: refinement steps; each multiplies the error by about the recursion's own relative error
@@ -66,7 +69,6 @@ def levinson_factor(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     batch, lags, k, _ = blocks.shape
     options = dict(dtype=blocks.dtype, device=blocks.device)
-    eye = torch.eye(k, **options)
     # Block row n of T over columns 0 … n−1, T[n, i] = R(n − i)ᵀ, is the column range
     # [(L−1−n) K, (L−1) K) of `row_below`; block row 0 over columns 1 … n, T[0, i] = R(i), is the
     # range [K, (n+1) K) of `row_above`.
@@ -82,6 +84,18 @@ def levinson_factor(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     backward[:, 1] = inverse0
     factor[:, 0, :, 0] = inverse0
 
+    with _one_cpu_thread(blocks.device):
+        _levinson_steps(row_below, row_above, forward, backward, factor)
+
+    diagonal = factor.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [batch, L, K, K]: b⁽ⁿ⁺¹⁾_n
+    inverse_d = torch.linalg.inv(diagonal.transpose(-1, -2))
+    return factor.reshape(batch, lags * k, lags * k), inverse_d
+
+
+def _levinson_steps(row_below, row_above, forward, backward, factor) -> None:
+    """Steps n = 1 … L−1 of :func:`levinson_factor`, in place."""
+    batch, lags, k = factor.shape[:3]
+    eye = torch.eye(k, dtype=factor.dtype, device=factor.device)
     for n in range(1, lags):
         err_forward = row_below[:, :, (lags - 1 - n) * k:(lags - 1) * k] @ forward[:, :n].reshape(batch, n * k, k)
         err_backward = row_above[:, :, k:(n + 1) * k] @ backward[:, 1:n + 1].reshape(batch, n * k, k)
@@ -96,9 +110,35 @@ def levinson_factor(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         backward[:, 1:n + 2] = extended[..., k:]
         factor[:, :n + 1, :, n] = extended[..., k:]
 
-    diagonal = factor.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [batch, L, K, K]: b⁽ⁿ⁺¹⁾_n
-    inverse_d = torch.linalg.inv(diagonal.transpose(-1, -2))
-    return factor.reshape(batch, lags * k, lags * k), inverse_d
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 1
+
+
+@contextmanager
+def _one_cpu_thread(device: torch.device):
+    """Run torch's CPU ops on one thread meanwhile (process-wide, restored after the last user).
+
+    The recursion is thousands of tiny products: on more threads each pays a fork/join, and on a
+    busy machine a descheduled worker stalls every step (10x slower measured on 2 loaded cores).
+    """
+    global _threads_users, _threads_saved
+    if device.type != "cpu":
+        yield
+        return
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)
 
 
 def apply_inverse(factor: torch.Tensor, inverse_d: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
