@@ -189,4 +189,4 @@ def test_cli_refuses_an_audio_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["image", "segment", str(image), "--model", str(audio), "--out",
                                        str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: {audio}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net"
+    assert result.output.strip() == f"Error: {audio}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net; use `waveunet separate`"

@@ -37,26 +37,21 @@ def train(recipe, out, overrides, resume, force, no_progress):
 @click.option("--tile", type=click.IntRange(min=1), default=None,
               help="Output pixels per tile side (default: the model's training tile); memory grows with its square.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def segment(images, model, out, overlay, tile, force, device, no_progress):
     """Segment each IMAGE (PNG, TIFF, JPEG) into --out, any size, by overlap-tile.
 
     A bad image is reported and skipped; the others are still segmented, and the exit code is 1.
     """
-    import torch
-
     from ..checkpoint import load_model
     from ..image.segment import segment_files
     from ..models.config import UNet2dConfig
+    from ..separation import resolve_device
 
-    try:
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as error:
-        raise WaveUNetError(f"--device {device}: not usable here ({str(error).splitlines()[0]})") from None
-    network = load_model(model, device=device)
+    network = load_model(model, device=resolve_device(device))
     if not isinstance(network.config, UNet2dConfig):
-        raise WaveUNetError(f"{model}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net")
+        raise WaveUNetError(f"{model}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net; use `waveunet separate`")
     errors = segment_files(network, images, out, with_overlay=overlay, tile=tile, force=force,
                            progress=not no_progress)
     if errors:
