@@ -132,3 +132,48 @@ def test_silent_source_and_shape_mismatch_are_refused():
         bss_eval(references, references[:1])
     with pytest.raises(ValueError, match="backend"):
         bss_eval(references, references, backend="mir_eval")
+
+
+def test_block_toeplitz_solver_matches_a_dense_solve(monkeypatch):
+    """The Levinson-preconditioned solver on a real, ill-conditioned Gram matrix (the stems'
+    correlations), and its fallback when a leading section is singular (a silent channel)."""
+    import sys
+
+    from waveunet.evaluate import toeplitz
+
+    lagged_correlations = sys.modules["waveunet.evaluate.bss_eval"].lagged_correlations
+    signals = torch.from_numpy(stems("vocals", "bass", "other")[:, :3 * 44100]).permute(0, 2, 1).reshape(6, -1)
+    estimates = signals + 0.1 * torch.randn(signals.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    correlations = lagged_correlations(torch.cat([signals, estimates]), 6, 128)
+    blocks = correlations[:6].permute(2, 0, 1)[None]  # [1, L, K, K]
+    rhs = correlations[6:].permute(2, 1, 0)[None]  # [1, L, K, M]
+    eigenvalues = torch.linalg.eigvalsh(toeplitz.dense(blocks)[0])
+    assert eigenvalues[-1] / eigenvalues[0] > 1e6  # genuinely ill-conditioned
+
+    def projection_error(blocks, rhs):
+        """Largest relative energy of the difference between the filtered references with our
+        filters and with a dense LU solve's (coefficients of ill-conditioned systems may differ,
+        their projections may not)."""
+        dense = toeplitz.dense(blocks)[0]
+        expected = torch.linalg.solve(dense, rhs[0].reshape(-1, 6))
+        error = toeplitz.solve_block_toeplitz(blocks, rhs)[0].reshape(-1, 6) - expected
+        energy = torch.einsum("im,ij,jm->m", error, dense, error)
+        return (energy / torch.einsum("im,ij,jm->m", expected, dense, expected)).max()
+
+    assert projection_error(blocks, rhs) < 1e-16  # projections agree to 1e-8 in amplitude
+
+    # A silent reference channel: museval's eps on the diagonal keeps the system solvable ...
+    silent = blocks.clone()
+    silent[..., 0, :] = 0
+    silent[..., :, 0] = 0
+    silent_rhs = rhs.clone()
+    silent_rhs[..., 0, :] = 0
+    silent[:, 0] += torch.finfo(torch.float64).eps * torch.eye(6, dtype=torch.float64)
+    assert projection_error(silent, silent_rhs) < 1e-16
+    assert (toeplitz.solve_block_toeplitz(silent, silent_rhs)[..., 0, :] == 0).all()
+    # ... without it the recursion breaks down and the dense (least-squares) solve takes over.
+    silent[:, 0] -= torch.finfo(torch.float64).eps * torch.eye(6, dtype=torch.float64)
+    dense_solves = []
+    monkeypatch.setattr(toeplitz, "dense_solve", lambda *args: dense_solves.append(args) or silent_rhs)
+    toeplitz.solve_block_toeplitz(silent, silent_rhs)
+    assert len(dense_solves) == 1

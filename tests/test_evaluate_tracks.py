@@ -166,9 +166,10 @@ def test_musdb_layout_and_wrong_length_estimates(tmp_path):
                  "accompaniment": acc + 0.05 * rng.standard_normal(track.shape)}
     write_track(tmp_path / "est" / TRACK, {n: a[:-500] for n, a in estimates.items()})
     collection = open_references(musdb=MUSDB_HQ, is_wav=True, subset="train")
-    with pytest.warns(UserWarning, match=r"vocals\.wav: 299532 samples but the reference has 300032: zero-padded"):
+    with pytest.warns(UserWarning, match=r"\.wav: 299532 samples but the reference has 300032: zero-padded") as caught:
         result = evaluate_estimates(tmp_path / "est", collection, EvaluationConfig(out=tmp_path / "out"),
                                     echo=lambda line: None)
+    assert sorted(Path(str(w.message).split(": ")[0]).name for w in caught) == ["accompaniment.wav", "vocals.wav"]
     assert (tmp_path / "out" / "train" / f"{TRACK}.json").is_file()
     assert [t.target for t in result.summary] == ["vocals", "accompaniment"]
     assert all(len(frames["SDR"]) == 6 for frames in result.scores[0].targets.values())

@@ -15,8 +15,10 @@ frame: the filters are applied to the frame of the references alone, the filtere
 
 museval computes every correlation with a full-length FFT per pair of channels and loops over
 sources and frames in Python; here the correlations are accumulated block by block in the frequency
-domain for all channel pairs at once, the least-squares systems share one factorisation, and the
-frames are filtered as one batch. All arithmetic is float64, as museval's, on any torch device.
+domain for all channel pairs at once; the least-squares systems, block Toeplitz, are solved by a
+block Levinson recursion refined by preconditioned conjugate gradients (:mod:`.toeplitz`) instead
+of one dense LU per source; and the frames are filtered as one batch. All arithmetic is float64, as
+museval's, on any torch device; the scores agree with museval's to about 1e-5 dB.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .toeplitz import levinson_factor, refined_solve
+from .toeplitz import levinson_factor, one_cpu_thread, refined_solve
 
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
 _EPS = torch.finfo(torch.float64).eps
@@ -53,7 +55,9 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, backe
     """BSSEval v4 image metrics per source and frame, as ``museval.evaluate``.
 
     Estimates longer or shorter than the references are truncated or zero-padded at the end, as
-    museval does, with a warning.
+    museval does, with a warning. On the CPU the fast backend runs torch on one thread while it
+    works (see :func:`~waveunet.evaluate.toeplitz.one_cpu_thread`); score several tracks at once
+    (``waveunet evaluate --jobs``) to use more cores.
 
     Args:
         references: true source images [sources, time, channels] (or [sources, time]), numpy
@@ -148,11 +152,11 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
         [4, sources, frames] float64: SDR, ISR, SIR, SAR in dB (museval's order); NaN for frames
         where a reference or an estimate is silent, +inf where a distortion energy is exactly 0.
     """
-    n_sources, length, n_channels = references.shape
     references = references.permute(0, 2, 1)  # [sources, channels, time]
     estimates = estimates.permute(0, 2, 1)
-    filters, own_filters = distortion_filters(references, estimates, filters_len)
-    return framewise_metrics(references, estimates, filters, own_filters, window, hop)
+    with one_cpu_thread(references.device):
+        filters, own_filters = distortion_filters(references, estimates, filters_len)
+        return framewise_metrics(references, estimates, filters, own_filters, window, hop)
 
 
 def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
@@ -178,7 +182,7 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     refs = references.reshape(n_refs, -1)
     ests = estimates.reshape(n_refs, -1)
 
-    correlations = lagged_correlations(torch.cat([refs, ests]), refs, filters_len)
+    correlations = lagged_correlations(torch.cat([refs, ests]), n_refs, filters_len)
     # blocks[k][p, q] = <ref p delayed by a, ref q delayed by a + k>
     blocks = correlations[:n_refs].permute(2, 0, 1).clone()  # [L, refs, refs]
     blocks[0] += _EPS * torch.eye(n_refs, dtype=blocks.dtype, device=blocks.device)
@@ -203,34 +207,36 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     return filters, own_filters.permute(0, 2, 1, 3)
 
 
-def lagged_correlations(x: torch.Tensor, y: torch.Tensor, lags: int) -> torch.Tensor:
-    """Cross-correlations at non-negative lags, ``out[p, q, k] = Σ_n x[p, n + k] · y[q, n]``.
+def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
+    """Cross-correlations at non-negative lags of all signals with the first ``n_y`` of them,
+    ``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]``.
 
-    ``y`` is cut into blocks of ``B ≥ lags`` samples; block ``b`` is correlated with the ``2B``
-    samples of ``x`` starting at it, by FFTs of ``2B`` points without wrap-around for lags below
-    ``B``. The spectra of all blocks are summed before the one inverse FFT per pair.
+    The signals are cut into blocks of ``B ≥ lags`` samples. Block ``b`` of ``x[q]`` is correlated
+    with the ``2B`` samples of ``x[p]`` from its start, by FFTs of ``2B`` points (no wrap-around for
+    lags below ``B``); the spectrum of those ``2B`` samples is that of block ``b`` plus that of
+    block ``b + 1`` delayed by ``B``, i.e. times ``(−1)^f``, so each block is transformed once. The
+    products of all blocks are summed before the one inverse FFT per pair.
 
     Args:
-        x: [P, time]; y: [Q, time].
+        x: [P, time].
 
     Returns:
-        [P, Q, lags].
+        [P, n_y, lags].
     """
     n_x, length = x.shape
-    n_y = y.shape[0]
     block = max(lags, 4096)
     n_fft = 2 * block
     n_blocks = -(-length // block)
-    x_segments = F.pad(x, (0, (n_blocks + 1) * block - length)).unfold(-1, n_fft, block)
-    y_blocks = F.pad(y, (0, n_blocks * block - length)).reshape(n_y, n_blocks, block)
+    blocks = F.pad(x, (0, (n_blocks + 1) * block - length)).reshape(n_x, n_blocks + 1, block)
+    delay = 1 - 2 * (torch.arange(n_fft // 2 + 1, device=x.device) % 2)  # (−1)^f: a delay of B samples
 
-    bytes_per_block = (n_x + n_y) * (n_fft // 2 + 1) * 16 * 3
-    step = max(1, _MEMORY_BUDGET // bytes_per_block)
+    step = max(1, _MEMORY_BUDGET // (3 * n_x * (n_fft // 2 + 1) * 16))
     spectrum = torch.zeros(n_x, n_y, n_fft // 2 + 1, dtype=torch.complex128, device=x.device)
     for start in range(0, n_blocks, step):
-        x_spec = torch.fft.rfft(x_segments[:, start:start + step], n=n_fft)  # [P, blocks, F]
-        y_spec = torch.fft.rfft(y_blocks[:, start:start + step], n=n_fft)  # [Q, blocks, F]
-        spectrum += torch.einsum("pbf,qbf->pqf", x_spec, y_spec.conj())
+        stop = min(start + step, n_blocks)
+        spec = torch.fft.rfft(blocks[:, start:stop + 1], n=n_fft)  # [P, blocks + 1, F]
+        segments = spec[:, :-1] + delay * spec[:, 1:]
+        spectrum += torch.einsum("pbf,qbf->pqf", segments, spec[:n_y, :-1].conj())
     return torch.fft.irfft(spectrum, n=n_fft)[..., :lags]
 
 
