@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .toeplitz import levinson_factor, one_cpu_thread, refined_solve
+from .toeplitz import one_cpu_thread, solve_block_toeplitz
 
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
 _EPS = torch.finfo(torch.float64).eps
@@ -165,9 +165,8 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
 
     The normal equations are museval's, ``(G + eps·I) c = D``: ``G`` the Gram matrix of the delayed
     reference channels, ``D`` their correlations with the estimate's channels. ``G`` is block
-    Toeplitz in the delay. The projections onto each source's own image solve the same system with
-    the other sources' blocks zeroed (block diagonal), so both systems go through one batched
-    recursion, all estimates' channels as right-hand sides.
+    Toeplitz in the delay; all estimates' channels are right-hand sides of one system. The
+    projections onto each source's own image solve its diagonal block, one batch of small systems.
 
     Args:
         references, estimates: [sources, channels, time].
@@ -188,22 +187,14 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     blocks[0] += _EPS * torch.eye(n_refs, dtype=blocks.dtype, device=blocks.device)
     cross = correlations[n_refs:].permute(2, 1, 0)  # [L, refs, ests]: <ref delayed by lag, est>
 
-    source = torch.arange(n_refs, device=blocks.device) // n_channels
-    same_source = (source[:, None] == source[None, :]).to(blocks.dtype)
-    factor, inverse_d = levinson_factor(torch.stack([blocks, blocks * same_source]))
-
-    filters = refined_solve(blocks[None], cross[None], factor[:1], inverse_d[:1])[0]
+    filters = solve_block_toeplitz(blocks[None], cross[None])[0]
     by_source = (filters_len, n_sources, n_channels, n_sources, n_channels)
     filters = filters.reshape(by_source).permute(3, 1, 2, 0, 4)
 
-    # The block-diagonal system is one system per source: solved in that compact form.
-    def own(tensor):  # [L, refs, refs] -> [S, L, C, C]
+    def own(tensor):  # [L, refs, refs] -> [S, L, C, C]: source j's rows and columns
         return tensor.reshape(by_source).diagonal(dim1=1, dim2=3).permute(3, 0, 1, 2)
 
-    block = filters_len * n_channels
-    own_factor = factor[1].reshape(filters_len, n_sources, n_channels, filters_len, n_sources, n_channels)
-    own_factor = own_factor.diagonal(dim1=1, dim2=4).permute(4, 0, 1, 2, 3).reshape(n_sources, block, block)
-    own_filters = refined_solve(own(blocks), own(cross), own_factor, own(inverse_d[1]))
+    own_filters = solve_block_toeplitz(own(blocks), own(cross))  # one small system per source
     return filters, own_filters.permute(0, 2, 1, 3)
 
 
