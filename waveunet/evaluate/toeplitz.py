@@ -59,8 +59,7 @@ def refined_solve(blocks: torch.Tensor, rhs: torch.Tensor, factor: torch.Tensor,
 
     goal = RESIDUAL_TOLERANCE * rhs.flatten(1, 2).norm(dim=1)
     spectrum = toeplitz_spectrum(blocks)
-    solution = apply_inverse(factor, inverse_d, rhs)
-    residual = rhs - block_toeplitz_matmul(spectrum, solution)
+    solution, residual = torch.zeros_like(rhs), rhs
     preconditioned = apply_inverse(factor, inverse_d, residual)
     direction, energy = preconditioned, dot(residual, preconditioned)
     for _ in range(MAX_ITERATIONS):
