@@ -108,7 +108,7 @@ def small_isbi(tmp_path_factory) -> Path:
 
 
 def test_validation_windows_larger_than_the_training_tile_score_the_same(small_isbi):
-    """Valid convolutions: the validation metrics do not depend on the window (only its cost does)."""
+    """Valid convolutions, windows on the pooling grid: the metrics do not depend on the window (only the cost does)."""
     torch.manual_seed(0)
     model = build_model("unet2d-ronneberger", levels=2, features=4, output_size=20).eval()
     images = SegmentationFolder(small_isbi, names=["00", "01"]).examples
@@ -117,6 +117,8 @@ def test_validation_windows_larger_than_the_training_tile_score_the_same(small_i
     assert larger.output[0] > training.output[0]
     count = lambda shape: sum(len(shape.covering_windows(96, 96)) for _ in images) * shape.input[0] ** 2
     assert count(larger) < count(training)
+    for shape in (training, larger):
+        assert all(offset % model.length_step == 0 for window in shape.covering_windows(96, 96) for offset in window)
     results = []
     for shape in (training, larger):
         validate = SegmentationValidation(ValidationWindows(images, shape), SegmentationLoss("cross_entropy"), 2, 8)

@@ -121,6 +121,12 @@ def _check_destination(path: Path, force: bool) -> None:
         raise WaveUNetError(f"{path}: already exists (use --force to replace it)")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_pngs(pictures: Sequence[tuple[Path, np.ndarray]]) -> None:
     """Write every (path, uint8 array) as PNG, each to a temporary file first, then all renamed into place."""
     written: list[tuple[Path, Path]] = []  # (temporary, destination)
@@ -131,6 +137,7 @@ def _write_pngs(pictures: Sequence[tuple[Path, np.ndarray]]) -> None:
             written.append((Path(temporary), current))
             with os.fdopen(fd, "wb") as f:
                 Image.fromarray(array).save(f, format="PNG")
+            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes private files; outputs are ordinary ones
         for temporary, current in written:
             os.replace(temporary, current)
     except OSError as error:

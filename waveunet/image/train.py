@@ -134,7 +134,9 @@ def validation_shape(model: nn.Module, images: Sequence[LabelledImage], limit: i
     to ``limit``, the one that covers ``images`` with the fewest input pixels.
 
     Validation draws no random crops, so it can take larger windows than training and recompute the
-    context of fewer of them; with valid convolutions the scores do not depend on the window.
+    context of fewer of them. With valid convolutions the scores of a window whose offset is a
+    multiple of ``model.length_step`` (it lies on the pooling grid) are those of one pass over the
+    whole mirror-padded image, whatever its size; off the grid they differ slightly.
     """
     smallest = min(min(example.mask.shape) for example in images)
     sides = range(model.output_size, max(model.output_size, min(limit, smallest)) + 1, model.length_step)
