@@ -188,7 +188,8 @@ def segment_files(model: nn.Module, paths: Sequence[str | os.PathLike], folder: 
                     raise WaveUNetError(f"{path}: would write {outputs.mask} again (already written for "
                                         f"{claimed[outputs.mask]}); rename one of the images")
                 claimed[outputs.mask] = path
-                segment_file(model, path, outputs, tile=tile, force=force)
+                segment_file(model, path, outputs, tile=tile, force=force,
+                             progress=lambda done, total: bar.set_postfix_str(f"tile {done}/{total}"))
             except WaveUNetError as error:
                 errors.append(error)
                 tqdm.write(f"Error: {error}", file=sys.stderr)
