@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +30,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from ..atomic import atomic_path
 from ..errors import WaveUNetError
 from ..tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
 from .data import read_image
@@ -121,30 +122,16 @@ def _check_destination(path: Path, force: bool) -> None:
         raise WaveUNetError(f"{path}: already exists (use --force to replace it)")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_pngs(pictures: Sequence[tuple[Path, np.ndarray]]) -> None:
-    """Write every (path, uint8 array) as PNG, each to a temporary file first, then all renamed into place."""
-    written: list[tuple[Path, Path]] = []  # (temporary, destination)
+    """Write every (path, uint8 array) as PNG: all are encoded to temporary files before any is
+    renamed into place, so an encoding failure leaves no file of the set behind."""
     current = pictures[0][0]
     try:
-        for current, array in pictures:
-            fd, temporary = tempfile.mkstemp(dir=current.parent, prefix=f".{current.name}.", suffix=".part")
-            written.append((Path(temporary), current))
-            with os.fdopen(fd, "wb") as f:
-                Image.fromarray(array).save(f, format="PNG")
-            os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes private files; outputs are ordinary ones
-        for temporary, current in written:
-            os.replace(temporary, current)
+        with ExitStack() as stack:
+            for current, array in pictures:
+                Image.fromarray(array).save(stack.enter_context(atomic_path(current, ".png")), format="PNG")
     except OSError as error:
         raise WaveUNetError(f"{current}: cannot write ({error.strerror or error})") from None
-    finally:
-        for temporary, _ in written:
-            temporary.unlink(missing_ok=True)  # left over only if something failed
 
 
 def segment_file(model: nn.Module, path: str | os.PathLike, outputs: SegmentationOutputs, *, tile: int | None = None,
