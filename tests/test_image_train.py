@@ -260,3 +260,11 @@ def test_bundled_recipes_read(name):
     recipe = read_recipe(RECIPES / f"{name}.toml", kind=IMAGE)
     assert Path(recipe.data.root) == ISBI and recipe.train.loss == "cross_entropy"
     assert ImageDataConfig(root=recipe.data.root).load()[1].names == ["04", "18", "21"]
+
+
+def test_audio_recipes_refuse_segmentation_losses():
+    from waveunet.errors import WaveUNetError
+    from waveunet.train.launch import read_recipe
+
+    with pytest.raises(WaveUNetError, match="train.loss must be one of mse, l1 for audio; got 'dice'"):
+        read_recipe(RECIPES / "quickstart.toml", ["train.loss=dice"])
