@@ -202,11 +202,9 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
     """Cross-correlations at non-negative lags of all signals with the first ``n_y`` of them,
     ``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]``.
 
-    The signals are cut into blocks of ``B ≥ lags`` samples. Block ``b`` of ``x[q]`` is correlated
-    with the ``2B`` samples of ``x[p]`` from its start, by FFTs of ``2B`` points (no wrap-around for
-    lags below ``B``); the spectrum of those ``2B`` samples is that of block ``b`` plus that of
-    block ``b + 1`` delayed by ``B``, i.e. times ``(−1)^f``, so each block is transformed once. The
-    products of all blocks are summed before the one inverse FFT per pair.
+    ``x[q]`` is cut into blocks of ``B ≥ lags`` samples; block ``b`` is correlated with the ``2B``
+    samples of ``x[p]`` from its start, by FFTs of ``2B`` points (no wrap-around for lags below
+    ``B``). The products of all blocks are summed before the one inverse FFT per pair.
 
     Args:
         x: [P, time].
@@ -218,16 +216,15 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
     block = max(lags, 4096)
     n_fft = 2 * block
     n_blocks = -(-length // block)
-    blocks = F.pad(x, (0, (n_blocks + 1) * block - length)).reshape(n_x, n_blocks + 1, block)
-    delay = 1 - 2 * (torch.arange(n_fft // 2 + 1, device=x.device) % 2)  # (−1)^f: a delay of B samples
+    segments = F.pad(x, (0, (n_blocks + 1) * block - length)).unfold(-1, n_fft, block)  # [P, blocks, 2B]
+    blocks = F.pad(x[:n_y], (0, n_blocks * block - length)).reshape(n_y, n_blocks, block)
 
-    step = max(1, _MEMORY_BUDGET // (3 * n_x * (n_fft // 2 + 1) * 16))
+    step = max(1, _MEMORY_BUDGET // (3 * (n_x + n_y) * (n_fft // 2 + 1) * 16))
     spectrum = torch.zeros(n_x, n_y, n_fft // 2 + 1, dtype=torch.complex128, device=x.device)
     for start in range(0, n_blocks, step):
-        stop = min(start + step, n_blocks)
-        spec = torch.fft.rfft(blocks[:, start:stop + 1], n=n_fft)  # [P, blocks + 1, F]
-        segments = spec[:, :-1] + delay * spec[:, 1:]
-        spectrum += torch.einsum("pbf,qbf->pqf", segments, spec[:n_y, :-1].conj())
+        x_spec = torch.fft.rfft(segments[:, start:start + step], n=n_fft)  # [P, blocks, F]
+        y_spec = torch.fft.rfft(blocks[:, start:start + step], n=n_fft)  # [Q, blocks, F]
+        spectrum += torch.einsum("pbf,qbf->pqf", x_spec, y_spec.conj())
     return torch.fft.irfft(spectrum, n=n_fft)[..., :lags]
 
 
