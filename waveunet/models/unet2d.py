@@ -16,6 +16,7 @@ from torch import nn
 from .. import sizes
 from ..blocks import ConvStage, DownBlock, MaxPool, TransposedUpsample, UNet, UpBlock
 from .config import UNet2dConfig
+from .sizing import SizedNetwork
 
 
 class _Bilinear(nn.Module):
@@ -31,7 +32,7 @@ class _Bilinear(nn.Module):
         return self.conv(self.up(x))
 
 
-class UNet2d(nn.Module):
+class UNet2d(SizedNetwork, nn.Module):
     """The U-Net for ``config.classes`` classes (see :class:`UNet2dConfig`)."""
 
     def __init__(self, config: UNet2dConfig):
@@ -66,42 +67,24 @@ class UNet2d(nn.Module):
         """Padded networks that resize up-sampled maps to the skip output any input size unchanged."""
         return self.config.padding == "same" and self.config.merge == "pad"
 
-    def sizes(self, desired_output: int) -> sizes.UNetSizes:
-        """Input/output tile side (pixels) for at least ``desired_output`` output pixels per side."""
+    def size_ops(self) -> tuple[list, list, list]:
+        """(contracting, bottleneck, expanding + classifier) size ops per image side."""
         if self.keeps_size:
-            return sizes.UNetSizes(desired_output, desired_output, desired_output)
+            return [], [], []  # resizing to the skip undoes whatever the pooling rounded
         down, bottleneck, up = self.unet.size_ops()
-        return sizes.unet_sizes(down, bottleneck, up + self.classifier.size_ops, desired_output)
-
-    def output_length_for(self, input_length: int) -> int:
-        """Output side for an input side, or :class:`waveunet.sizes.SizeError`."""
-        if self.keeps_size:
-            return input_length
-        down, bottleneck, up = self.unet.size_ops()
-        return sizes.output_length_for(down, bottleneck, up + self.classifier.size_ops, input_length)
-
-    @property
-    def length_step(self) -> int:
-        """Valid tile sides are spaced by this many pixels (2**levels for the paper's network)."""
-        return 1 if self.keeps_size else sizes.valid_length_step(self.unet.size_ops()[0])
+        return down, bottleneck, up + self.classifier.size_ops
 
     @property
     def input_size(self) -> int:
+        """Input side of a training tile."""
         return self.training_sizes.input_length
 
     @property
     def output_size(self) -> int:
+        """Output side of a training tile."""
         return self.training_sizes.output_length
 
-    @property
-    def context(self) -> int:
-        return self.training_sizes.context
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for n in x.shape[-2:]:
-            try:
-                self.output_length_for(n)
-            except sizes.SizeError as error:
-                raise ValueError(f"image side {n} is not valid for this U-Net ({error}); "
-                                 f"use model.sizes(n).input_length") from None
+        for side in x.shape[-2:]:
+            self.check_input_length(side)
         return self.classifier(self.unet(x))

@@ -18,6 +18,7 @@ from ..blocks import (ConvLayer, ConvStage, Decimate, DownBlock, LearnedUpsample
                       SincResample, TransposedUpsample, UNet, UpBlock, center_crop, crop_and_concat,
                       make_activation, make_norm)
 from .config import WaveUNetConfig
+from .sizing import SizedNetwork
 
 
 def _layer_options(c: WaveUNetConfig) -> dict:
@@ -99,7 +100,7 @@ class SourceNet(nn.Module):
         return self.output_conv(h)
 
 
-class WaveUNet(nn.Module):
+class WaveUNet(SizedNetwork, nn.Module):
     """The Wave-U-Net for ``K = len(config.sources)`` sources.
 
     Args:
@@ -121,25 +122,13 @@ class WaveUNet(nn.Module):
         else:
             self.nets = nn.ModuleDict({"all": SourceNet(c, len(estimated))})
         self.output_activation = make_activation(c.output_activation)
-        first = next(iter(self.nets.values()))
-        down, bottleneck, up = first.unet.size_ops()
-        self._size_ops = (down, bottleneck, up + first.output_conv.size_ops)
         self.training_sizes = self.sizes(c.output_length)
 
-    # --- size arithmetic (pure functions of the config, see waveunet.sizes) ---
-
-    def sizes(self, desired_output: int) -> sizes.UNetSizes:
-        """Input/output lengths for at least ``desired_output`` output samples."""
-        return sizes.unet_sizes(*self._size_ops, desired_output)
-
-    def output_length_for(self, input_length: int) -> int:
-        """Output length for ``input_length``; :class:`waveunet.sizes.SizeError` if it is not valid."""
-        return sizes.output_length_for(*self._size_ops, input_length)
-
-    @property
-    def length_step(self) -> int:
-        """Valid input (and output) lengths are spaced by this many samples."""
-        return sizes.valid_length_step(self._size_ops[0])
+    def size_ops(self) -> tuple[list, list, list]:
+        """(contracting, bottleneck, expanding + output conv) size ops; every source net has the same."""
+        first = next(iter(self.nets.values()))
+        down, bottleneck, up = first.unet.size_ops()
+        return down, bottleneck, up + first.output_conv.size_ops
 
     @property
     def input_length(self) -> int:
@@ -151,19 +140,10 @@ class WaveUNet(nn.Module):
         """Output length of a training example."""
         return self.training_sizes.output_length
 
-    @property
-    def context(self) -> int:
-        """Input samples needed on each side of the output window."""
-        return self.training_sizes.context
-
     # --- forward ---
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        try:
-            out_length = self.output_length_for(mix.shape[-1])
-        except sizes.SizeError as error:
-            raise ValueError(f"input length {mix.shape[-1]} is not valid for this Wave-U-Net ({error}); "
-                             f"use model.sizes(n).input_length") from None
+        out_length = self.check_input_length(mix.shape[-1])
         batch, channels = mix.shape[0], self.config.channels
         estimates = torch.cat([net(mix) for net in self.nets.values()], dim=1)
         estimates = self.output_activation(estimates.view(batch, -1, channels, out_length))
