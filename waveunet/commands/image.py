@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import WaveUNetError
+from .train import run_options
 
 
 @click.group()
@@ -13,13 +14,7 @@ def image():
 
 
 @image.command()
-@click.argument("recipe", type=click.Path(dir_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Run folder (checkpoints, metrics, logs).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a recipe key, e.g. --set train.max_time=600 (value in TOML syntax; repeatable).")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from checkpoints/last.pt.")
-@click.option("--force", is_flag=True, help="Replace the run in --out.")
-@click.option("--no-progress", is_flag=True, help="No progress bars (log lines only).")
+@run_options
 def train(recipe, out, overrides, resume, force, no_progress):
     """Train a 2D U-Net as RECIPE says (see recipes/unet2d-*.toml)."""
     from ..image.train import IMAGE
