@@ -13,7 +13,8 @@ input (the bundled example looped), it prints:
 (c) the peak resident memory of ``separate_file`` on 1, 5 and 10 minutes of stereo 44.1 kHz audio
     with M4, each in a fresh subprocess.
 
-Models have random weights (seeded): speed and memory do not depend on the weights, and the
+``--device cuda`` runs (a) on a GPU instead (the reference there too, batch 1 as ever). Models have
+random weights (seeded): speed and memory do not depend on the weights, and the
 comparison in (a) is between two ways of computing the same function. Times are the best of
 ``--repeats`` alternating runs, which matters on a shared, noisy machine.
 """
@@ -79,6 +80,8 @@ class Clock:
     def run(self, fn):
         wall, cpu = time.perf_counter(), time.process_time()
         result = fn()
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
         self.wall = min(self.wall, time.perf_counter() - wall)
         self.cpu = min(self.cpu, time.process_time() - cpu)
         return result
@@ -119,20 +122,22 @@ def thirty_seconds(rate: int) -> torch.Tensor:
     return resample(audio, sample_rate, rate)
 
 
-def compare(name: str, repeats: int) -> dict:
+def compare(name: str, repeats: int, device: str = "cpu") -> dict:
     torch.manual_seed(0)
     model = waveunet.build_model(name).eval()
     rate = model.config.sample_rate
     mix = thirty_seconds(rate)
-    separate(model, mix[:, : rate], rate, device="cpu")  # warm-up (allocator, oneDNN kernels)
+    separate(model, mix[:, : rate], rate, device=device)  # warm-up (allocator, oneDNN kernels); moves the model
+    torch.backends.cudnn.allow_tf32 = False  # the reference in float32 too, as ours
     reference_clock, our_clock, matmul = Clock(), Clock(), Clock()
     for _ in range(repeats):  # alternate, so that all see the same machine load
-        reference = reference_clock.run(lambda: reference_separate(model, mix))
-        ours = our_clock.run(lambda: torch.stack(list(separate(model, mix, rate, device="cpu").values())))
-        time_matmul(matmul)
+        reference = reference_clock.run(lambda: reference_separate(model, mix.to(device)))
+        ours = our_clock.run(lambda: torch.stack(list(separate(model, mix, rate, device=device).values())))
+        if device == "cpu":
+            time_matmul(matmul)
     tiling = inference_tiling(model, length=mix.shape[-1])
     return {"model": name, "reference": reference_clock, "ours": our_clock, "matmul": matmul,
-            "max_abs_diff": (reference - ours).abs().max().item(), "window": (tiling.input[0], tiling.output[0]),
+            "max_abs_diff": (reference.cpu() - ours).abs().max().item(), "window": (tiling.input[0], tiling.output[0]),
             "hop": tiling.hop[0], "model_obj": model, "mix": mix}
 
 
@@ -172,6 +177,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 10])
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--device", default="cpu", help="where (a) runs: cpu (this machine's cores) or cuda")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; window {WINDOW_SECONDS} s, batch {BATCH_SIZE}")
     numbers = {}
@@ -180,7 +186,7 @@ def main() -> None:
     print("\n(a) 30 s of audio: reference (batch-1 training windows) vs ours; best of "
           f"{args.repeats} alternating runs, wall-clock (process CPU time)")
     for name, target in (("M4", 4.0), ("pytorch-default", 1.5)):
-        r = compare(name, args.repeats)
+        r = compare(name, args.repeats, args.device)
         model, mix, reference, ours, matmul = (r.pop(k) for k in ("model_obj", "mix", "reference", "ours", "matmul"))
         numbers[name] = {**r, "reference_wall_s": reference.wall, "reference_cpu_s": reference.cpu,
                          "ours_wall_s": ours.wall, "ours_cpu_s": ours.cpu}
@@ -188,7 +194,7 @@ def main() -> None:
               f"({ours.cpu:.2f} s): {reference.wall / ours.wall:.2f}x ({reference.cpu / ours.cpu:.2f}x), target >= "
               f"{target}x; max abs difference {r['max_abs_diff']:.1e} (target <= 1e-4); our window "
               f"{r['window'][0]} -> {r['window'][1]} samples, hop {r['hop']}")
-        if name == "M4":
+        if name == "M4" and args.device == "cpu":
             flop = 2 * multiply_accumulates(model, model.sizes(mix.shape[-1]).input_length)
             mm_flop = 2 * 2048**3
             achieved = (flop / ours.wall / 1e9, flop / ours.cpu / 1e9)
@@ -200,7 +206,8 @@ def main() -> None:
                   f"({achieved[1]:.1f} per CPU second), float32 matmul at {peak[0]:.1f} GFLOP/s ({peak[1]:.1f} per CPU "
                   f"second): {100 * achieved[0] / peak[0]:.0f}% ({100 * achieved[1] / peak[1]:.0f}%), target >= 50%\n")
 
-    print("(c) peak resident memory of separate_file, M4, stereo 44.1 kHz, fresh process each")
+    if args.minutes:
+        print("(c) peak resident memory of separate_file, M4, stereo 44.1 kHz, fresh process each")
     numbers["memory"] = {}
     with tempfile.TemporaryDirectory() as folder:
         for minutes in args.minutes:

@@ -292,3 +292,13 @@ def test_console_script(checkpoint, tmp_path):
     assert done.returncode == 1
     assert "Error: " + str(tmp_path / "missing.wav") in done.stderr and "Traceback" not in done.stderr
     assert (tmp_path / "out" / "a" / "vocals.wav").is_file()
+
+
+def test_cli_refuses_surround_files_unless_downmixed(checkpoint, tmp_path):
+    sf.write(str(tmp_path / "surround.wav"), 0.1 * np.ones((2000, 6), np.float32), 44100)
+    args = ["separate", str(tmp_path / "surround.wav"), "--model", str(checkpoint), "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "6 channels" in refused.output and "--downmix" in refused.output
+    assert CliRunner().invoke(main, [*args, "--downmix"]).exit_code == 0
+    assert sf.info(str(tmp_path / "out" / "surround" / "vocals.wav")).channels == 2
