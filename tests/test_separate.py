@@ -1,7 +1,6 @@
 """Separation: exactness, rates and channels, the file layout, no overwrite, bad inputs, the CLI."""
 
 import math
-import os
 import shutil
 import subprocess
 from pathlib import Path
