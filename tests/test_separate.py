@@ -301,3 +301,16 @@ def test_cli_refuses_surround_files_unless_downmixed(checkpoint, tmp_path):
     assert refused.exit_code == 1 and "6 channels" in refused.output and "--downmix" in refused.output
     assert CliRunner().invoke(main, [*args, "--downmix"]).exit_code == 0
     assert sf.info(str(tmp_path / "out" / "surround" / "vocals.wav")).channels == 2
+
+
+@pytest.mark.parametrize("orig,new", [(44100, 22050), (48000, 22050), (22050, 44100), (8000, 44100), (22050, 22050)])
+def test_block_wise_resampling_equals_resampling_the_whole_signal(orig, new):
+    from waveunet.audio import StreamResampler
+
+    signal = torch.randn(2, 30011)
+    resampler, pieces, start = StreamResampler(orig, new), [], 0
+    for size in [1, 700, 5, 9000, 13, 20000, 1000]:
+        pieces.append(resampler.push(signal[:, start : start + size]))
+        start += size
+    pieces.append(resampler.flush())
+    torch.testing.assert_close(torch.cat(pieces, -1), resample(signal, orig, new), atol=1e-6, rtol=0)
