@@ -45,12 +45,15 @@ def make_norm(kind: str, dim: int, channels: int, momentum: float = 0.1) -> nn.M
     raise ValueError(f"unknown norm {kind!r} (none, batch, group)")
 
 
-def make_activation(kind: str, negative_slope: float = 0.2) -> nn.Module:
-    """``leaky_relu`` (slope ``negative_slope``) | ``relu`` | ``tanh`` | ``linear``."""
+def make_activation(kind: str, negative_slope: float = 0.2, inplace: bool = False) -> nn.Module:
+    """``leaky_relu`` (slope ``negative_slope``) | ``relu`` | ``tanh`` | ``linear``.
+
+    ``inplace`` suits an activation that directly follows a conv or norm, whose output nothing else reads.
+    """
     if kind == "leaky_relu":
-        return nn.LeakyReLU(negative_slope)
+        return nn.LeakyReLU(negative_slope, inplace=inplace)
     if kind == "relu":
-        return nn.ReLU()
+        return nn.ReLU(inplace=inplace)
     if kind == "tanh":
         return nn.Tanh()
     if kind == "linear":
@@ -75,7 +78,7 @@ class ConvLayer(nn.Sequential):
         super().__init__(
             _CONV[dim](in_channels, out_channels, kernel, stride=stride, padding=pad, bias=bias),
             make_norm(norm, dim, out_channels, norm_momentum),
-            make_activation(activation, negative_slope),
+            make_activation(activation, negative_slope, inplace=True),
         )
         self.size_ops = [sizes.Conv(kernel, stride, padding)]
 
@@ -167,9 +170,11 @@ class SincResample(nn.Module):
 
 def interleave(even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
     """``[..., n]`` and ``[..., n or n-1]`` -> ``[..., len(even) + len(odd)]`` with ``out[2j] = even[j]``."""
-    n_odd = odd.shape[-1]
-    pairs = torch.stack([even[..., :n_odd], odd], dim=-1).flatten(-2)
-    return torch.cat([pairs, even[..., n_odd:]], dim=-1)
+    out = even.new_empty(*even.shape[:-1], even.shape[-1] + odd.shape[-1])
+    # Two strided writes into one buffer: stacking and concatenating would copy everything twice more.
+    out[..., 0::2] = even
+    out[..., 1::2] = odd
+    return out
 
 
 class LinearUpsample(nn.Module):
