@@ -15,6 +15,7 @@ save never leaves a truncated checkpoint behind.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,11 @@ def read_checkpoint(path_or_name: str | os.PathLike, *, full: bool = False) -> d
     path = resolve_checkpoint(path_or_name)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=not full)
-    except Exception as error:  # torch raises many types for a file that is not a torch pickle
-        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+    except pickle.UnpicklingError as error:  # a torch file holding objects we do not load
+        reason = str(error).strip().splitlines()[0][:120]
         raise WaveUNetError(f"{path}: not a readable checkpoint ({reason})") from None
+    except Exception:  # torch raises KeyError, IndexError, EOFError, RuntimeError... for non-torch files
+        raise WaveUNetError(f"{path}: not a readable checkpoint (not a PyTorch file, or truncated)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         hint = ""
         if isinstance(ckpt, dict) and "model_state_dict" in ckpt:
