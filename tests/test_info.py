@@ -16,24 +16,10 @@ from waveunet.blocks import SincResample
 from waveunet.cli import main
 from waveunet.models import PRESETS, build_model
 
-# preset: (parameters, input length, output length) -- shared/specs/wave-u-net.md and
-# wave-u-net-pytorch.md (69,910,152 trainable: the fixed sinc filters are buffers here)
-AUDIO = {
-    "M1": (10_263_028, 16384, 16384),
-    "M2": (10_263_002, 16384, 16384),
-    "M3": (10_263_002, 147443, 16389),
-    "M4": (10_263_390, 147443, 16389),
-    "M5": (10_265_550, 147443, 16389),
-    "M6": (10_263_498, 147443, 16389),
-    "M7": (20_594_652, 233459, 102405),
-    "M5-HighSR": (10_265_550, 147443, 16389),
-    "pytorch-default": (69_910_152, 97961, 88409),
-}
-# preset: (parameters, input side, output side) -- the issue; the padded net keeps any size
-IMAGE = {
-    "unet2d-ronneberger": (31_030_658, 572, 388),
-    "unet2d-padded": (26_355_234, None, None),
-}
+from helpers import SPEC_NUMBERS
+
+AUDIO = {name: numbers for name, numbers in SPEC_NUMBERS.items() if not name.startswith("unet2d")}
+IMAGE = {name: numbers for name, numbers in SPEC_NUMBERS.items() if name.startswith("unet2d")}
 
 
 def info_json(*args) -> dict:

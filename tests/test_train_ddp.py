@@ -11,17 +11,11 @@ import torch.multiprocessing as mp
 
 from waveunet.train.launch import train_from_recipe
 
+from helpers import TINY_MODEL
+
 DATA = Path(__file__).resolve().parent / "data"
 
-RECIPE = """
-[model]
-preset = "M4"
-levels = 3
-features = 4
-sample_rate = 8000
-output_length = 1024
-name = "tiny"
-
+RECIPE = TINY_MODEL + """
 [data]
 format = "musdb-hq"
 root = "{root}"

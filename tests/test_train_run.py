@@ -17,19 +17,10 @@ from waveunet.checkpoint import load_model, read_checkpoint
 from waveunet.cli import main
 from waveunet.train.launch import train_from_recipe
 
+from helpers import TINY_MODEL
+
 DATA = Path(__file__).resolve().parent / "data"
 TRACK = "Music Delta - 80s Rock"
-
-#: a tiny M4 (3 levels, 4 extra filters per level, 8 kHz): 1267 input / 1029 output samples
-TINY_MODEL = """
-[model]
-preset = "M4"
-levels = 3
-features = 4
-sample_rate = 8000
-output_length = 1024
-name = "tiny"
-"""
 
 TRAIN = """
 [train]
