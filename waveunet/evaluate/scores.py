@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from ..atomic import write_text_atomic
 from ..errors import WaveUNetError
 
 #: metric order inside a museval frame
@@ -70,7 +69,7 @@ def write_scores(scores: TrackScores, path: Path) -> None:
     """Write museval's JSON for ``scores`` to ``path`` atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(scores.to_museval(), indent=2)
-    write_text_atomically(path, text)
+    write_text_atomic(path, text)
 
 
 def read_scores(path: Path, track: str) -> TrackScores:
@@ -80,18 +79,6 @@ def read_scores(path: Path, track: str) -> TrackScores:
     except (OSError, ValueError, KeyError, TypeError, IndexError) as error:
         raise WaveUNetError(f"{path}: not a museval score file ({type(error).__name__}: {error}); "
                             f"delete it or rerun with --force") from None
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """``path`` holds either its old content or all of ``text``, never a part of it."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _quantize(value: float) -> float:

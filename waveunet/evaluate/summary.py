@@ -17,7 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .scores import TrackScores, write_text_atomically
+from ..atomic import write_text_atomic
+from .scores import TrackScores
 
 #: metric order in the summary (museval's printout order)
 METRICS = ("SDR", "SIR", "ISR", "SAR")
@@ -82,12 +83,12 @@ def write_summary(summary: Sequence[TargetSummary], out: Path) -> tuple[Path, Pa
                     for row in summary},
     }
     json_path, csv_path = out / "summary.json", out / "summary.csv"
-    write_text_atomically(json_path, json.dumps(document, indent=2) + "\n")
+    write_text_atomic(json_path, json.dumps(document, indent=2) + "\n")
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["target", "metric", "median", "mean", "tracks"])
     for row in summary:
         for metric in METRICS:
             writer.writerow([row.target, metric, f"{row.median[metric]:.5f}", f"{row.mean[metric]:.5f}", row.tracks])
-    write_text_atomically(csv_path, table.getvalue())
+    write_text_atomic(csv_path, table.getvalue())
     return json_path, csv_path
