@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from .atomic import temporary_beside
 from .errors import WaveUNetError
 
 #: file formats we write, and the container name soundfile uses for each
@@ -359,11 +359,9 @@ class BlockWriter:
         else:
             subtype = _LOSSY_SUBTYPES[format]
         try:
-            handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False)
+            self.temporary = temporary_beside(path, ".part")
         except OSError as error:
             raise WaveUNetError(f"{path.parent}: cannot write to output folder ({error.strerror})") from None
-        handle.close()
-        self.temporary = Path(handle.name)
         try:
             self._file = sf.SoundFile(str(self.temporary), "w", samplerate=int(sample_rate), channels=int(channels),
                                       subtype=subtype, format=FORMATS[format])
