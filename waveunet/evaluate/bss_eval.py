@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .toeplitz import one_cpu_thread, solve_block_toeplitz
+from .toeplitz import cpu_threads, solve_block_toeplitz
 
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
 _EPS = torch.finfo(torch.float64).eps
@@ -55,9 +55,8 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, backe
     """BSSEval v4 image metrics per source and frame, as ``museval.evaluate``.
 
     Estimates longer or shorter than the references are truncated or zero-padded at the end, as
-    museval does, with a warning. On the CPU the fast backend runs torch on one thread while it
-    works (see :func:`~waveunet.evaluate.toeplitz.one_cpu_thread`); score several tracks at once
-    (``waveunet evaluate --jobs``) to use more cores.
+    museval does, with a warning. On the CPU, evaluations running at once share torch's threads,
+    and the Levinson recursion runs on one (see :func:`~waveunet.evaluate.toeplitz.cpu_threads`).
 
     Args:
         references: true source images [sources, time, channels] (or [sources, time]), numpy
@@ -154,7 +153,7 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
     """
     references = references.permute(0, 2, 1)  # [sources, channels, time]
     estimates = estimates.permute(0, 2, 1)
-    with one_cpu_thread(references.device):
+    with cpu_threads(references.device):
         filters, own_filters = distortion_filters(references, estimates, filters_len)
         return framewise_metrics(references, estimates, filters, own_filters, window, hop)
 
