@@ -99,39 +99,38 @@ def levinson_factor(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     row_below = blocks.transpose(-1, -2).flip(1).permute(0, 2, 1, 3).reshape(batch, k, lags * k)
     row_above = blocks.permute(0, 2, 1, 3).reshape(batch, k, lags * k)
 
-    forward = torch.zeros(batch, lags + 1, k, k, **options)
-    # backward[:, i + 1] holds b_i, so that backward[:, :n + 1] is b behind one zero block
-    backward = torch.zeros_like(forward)
+    # solutions[:, i] holds [f_i, b_(i−1)] side by side (b_(−1) = 0), so that
+    # solutions[:, :n + 1] is [[f; 0], [0; b]], the two solutions padded to n + 1 blocks
+    solutions = torch.zeros(batch, lags + 1, k, 2 * k, **options)
     factor = torch.zeros(batch, lags, k, lags, k, **options)
     inverse0 = torch.linalg.inv_ex(blocks[:, 0]).inverse  # NaN/inf if singular: see refined_solve
-    forward[:, 0] = inverse0
-    backward[:, 1] = inverse0
+    solutions[:, 0, :, :k] = inverse0
+    solutions[:, 1, :, k:] = inverse0
     factor[:, 0, :, 0] = inverse0
 
     with one_cpu_thread(blocks.device):
-        _levinson_steps(row_below, row_above, forward, backward, factor)
+        _levinson_steps(row_below, row_above, solutions, factor)
 
     diagonal = factor.diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)  # [batch, L, K, K]: b⁽ⁿ⁺¹⁾_n
     inverse_d = torch.linalg.inv_ex(diagonal.transpose(-1, -2)).inverse
     return factor.reshape(batch, lags * k, lags * k), inverse_d
 
 
-def _levinson_steps(row_below, row_above, forward, backward, factor) -> None:
+def _levinson_steps(row_below, row_above, solutions, factor) -> None:
     """Steps n = 1 … L−1 of :func:`levinson_factor`, in place."""
     batch, lags, k = factor.shape[:3]
-    eye = torch.eye(k, dtype=factor.dtype, device=factor.device)
+    # T_{n+1} [[f; 0], [0; b]] = [[I, err_backward], [0, 0], [err_forward, I]] (first, middle and
+    # last block rows): the new solutions are [[f; 0], [0; b]] times the inverse of `errors`
+    errors = torch.eye(2 * k, dtype=factor.dtype, device=factor.device).repeat(batch, 1, 1)
     for n in range(1, lags):
-        err_forward = row_below[:, :, (lags - 1 - n) * k:(lags - 1) * k] @ forward[:, :n].reshape(batch, n * k, k)
-        err_backward = row_above[:, :, k:(n + 1) * k] @ backward[:, 1:n + 1].reshape(batch, n * k, k)
-        # T_{n+1} [f; 0] = [I; 0; err_forward] and T_{n+1} [0; b] = [err_backward; 0; I]
-        inverses = torch.linalg.inv_ex(torch.cat([eye - err_backward @ err_forward, eye - err_forward @ err_backward])).inverse
-        alpha, delta = inverses[:batch], inverses[batch:]
-        mixing = torch.cat([torch.cat([alpha, -err_backward @ delta], dim=-1),
-                            torch.cat([-err_forward @ alpha, delta], dim=-1)], dim=-2)
-        padded = torch.cat([forward[:, :n + 1], backward[:, :n + 1]], dim=-1)  # [[f; 0], [0; b]]
-        extended = (padded.reshape(batch, (n + 1) * k, 2 * k) @ mixing).reshape(batch, n + 1, k, 2 * k)
-        forward[:, :n + 1] = extended[..., :k]
-        backward[:, 1:n + 2] = extended[..., k:]
+        forward = solutions[:, :n, :, :k].reshape(batch, n * k, k)  # views: no copies per step
+        backward = solutions[:, 1:n + 1, :, k:].reshape(batch, n * k, k)
+        errors[:, k:, :k] = row_below[:, :, (lags - 1 - n) * k:(lags - 1) * k] @ forward
+        errors[:, :k, k:] = row_above[:, :, k:(n + 1) * k] @ backward
+        mixing = torch.linalg.inv_ex(errors).inverse
+        extended = (solutions[:, :n + 1].reshape(batch, (n + 1) * k, 2 * k) @ mixing).reshape(batch, n + 1, k, 2 * k)
+        solutions[:, :n + 1, :, :k] = extended[..., :k]
+        solutions[:, 1:n + 2, :, k:] = extended[..., k:]
         factor[:, :n + 1, :, n] = extended[..., k:]
 
 
