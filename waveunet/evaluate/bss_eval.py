@@ -201,9 +201,11 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
     """Cross-correlations at non-negative lags of all signals with the first ``n_y`` of them,
     ``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]``.
 
-    ``x[q]`` is cut into blocks of ``B ≥ lags`` samples; block ``b`` is correlated with the ``2B``
-    samples of ``x[p]`` from its start, by FFTs of ``2B`` points (no wrap-around for lags below
-    ``B``). The products of all blocks are summed before the one inverse FFT per pair.
+    ``x[q]`` is cut into blocks of ``B`` samples; block ``b`` is correlated with the
+    ``N = B + lags − 1`` samples of ``x[p]`` from its start, by FFTs of ``N`` points (no
+    wrap-around at the lags wanted; ``N`` a power of two and ``B`` as long as that allows, so that
+    little of each transform is padding or overlap). The products of all blocks are summed before
+    the one inverse FFT per pair.
 
     Args:
         x: [P, time].
@@ -212,10 +214,10 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
         [P, n_y, lags].
     """
     n_x, length = x.shape
-    block = max(lags, 4096)
-    n_fft = 2 * block
+    n_fft = max(8192, 1 << (2 * lags - 1).bit_length())
+    block = n_fft - lags + 1
     n_blocks = -(-length // block)
-    segments = F.pad(x, (0, (n_blocks + 1) * block - length)).unfold(-1, n_fft, block)  # [P, blocks, 2B]
+    segments = F.pad(x, (0, (n_blocks - 1) * block + n_fft - length)).unfold(-1, n_fft, block)  # [P, blocks, N]
     blocks = F.pad(x[:n_y], (0, n_blocks * block - length)).reshape(n_y, n_blocks, block)
 
     step = max(1, _MEMORY_BUDGET // (3 * (n_x + n_y) * (n_fft // 2 + 1) * 16))

@@ -60,18 +60,18 @@ def refined_solve(blocks: torch.Tensor, rhs: torch.Tensor, factor: torch.Tensor,
     goal = RESIDUAL_TOLERANCE * rhs.flatten(1, 2).norm(dim=1)
     spectrum = toeplitz_spectrum(blocks)
     solution, residual = torch.zeros_like(rhs), rhs
-    preconditioned = apply_inverse(factor, inverse_d, residual)
-    direction, energy = preconditioned, dot(residual, preconditioned)
+    direction = energy = None
     for _ in range(MAX_ITERATIONS):
+        # tested before preconditioning: the converged residual costs no product by W D⁻¹ Wᵀ
         if bool((residual.flatten(1, 2).norm(dim=1) <= goal).all()):
             return solution
+        preconditioned = apply_inverse(factor, inverse_d, residual)
+        energy, previous = dot(residual, preconditioned), energy
+        direction = preconditioned if direction is None else preconditioned + (energy / previous) * direction
         product = block_toeplitz_matmul(spectrum, direction)
         step = energy / dot(direction, product)
         solution = solution + step * direction
         residual = residual - step * product
-        preconditioned = apply_inverse(factor, inverse_d, residual)
-        energy, previous = dot(residual, preconditioned), energy
-        direction = preconditioned + (energy / previous) * direction
     if not bool(torch.isfinite(solution).all()) or bool(
             ((rhs - block_toeplitz_matmul(spectrum, solution)).flatten(1, 2).norm(dim=1) > 10 * goal).any()):
         return dense_solve(blocks, rhs)
