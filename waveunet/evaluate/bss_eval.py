@@ -132,7 +132,13 @@ def validate(references: torch.Tensor, estimates: torch.Tensor) -> None:
 def silent_sources(signals: torch.Tensor) -> torch.Tensor:
     """Which of the signals [sources, time, channels] museval calls silent: the sum over the
     channels is 0 at every sample. [sources] bool."""
-    return (signals.sum(dim=2) == 0).all(dim=1)
+    return (channel_sum(signals) == 0).all(dim=1)
+
+
+def channel_sum(signals: torch.Tensor) -> torch.Tensor:
+    """The sum over the last axis (channels), [..., channels] -> [...], as a product with ones:
+    many times faster than ``sum`` over a short innermost axis, and as exact for two channels."""
+    return signals @ torch.ones(signals.shape[-1], dtype=signals.dtype, device=signals.device)
 
 
 def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, hop: int,
@@ -269,7 +275,7 @@ def framewise_metrics(references: torch.Tensor, estimates: torch.Tensor, filters
         metrics.append(_image_criteria(refs, ests, own_projected, projected))
     metrics = torch.cat(metrics, dim=-1)
 
-    silent = _silent_in_frames(ref_frames).any(dim=1) | _silent_in_frames(est_frames).any(dim=1)
+    silent = _silent_in_frames(references, window, hop) | _silent_in_frames(estimates, window, hop)
     return metrics.masked_fill(silent, float("nan"))
 
 
@@ -305,16 +311,17 @@ def _safe_db(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor
     return torch.where(denominator == 0, torch.inf, ratio)
 
 
-def _silent_in_frames(frames: torch.Tensor) -> torch.Tensor:
-    """museval's ``_any_source_silent`` per source and frame: the channel sum is 0 throughout.
+def _silent_in_frames(signals: torch.Tensor, window: int, hop: int) -> torch.Tensor:
+    """museval's ``_any_source_silent`` per frame: some source's channel sum is 0 throughout.
 
     Args:
-        frames: [frames, S, C, W].
+        signals: [sources, channels, time].
 
     Returns:
-        [frames, S] bool.
+        [frames] bool.
     """
-    return (frames.sum(dim=2) == 0).all(dim=-1)
+    frames = channel_sum(signals.transpose(1, 2)).unfold(-1, window, hop)  # [S, frames, W]
+    return (frames == 0).all(dim=-1).any(dim=0)
 
 
 def _fft_length(n: int) -> int:
