@@ -183,10 +183,8 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     """
     n_sources, n_channels, _ = references.shape
     n_refs = n_sources * n_channels
-    refs = references.reshape(n_refs, -1)
-    ests = estimates.reshape(n_refs, -1)
-
-    correlations = lagged_correlations(torch.cat([refs, ests]), n_refs, filters_len)
+    signals = torch.cat([references, estimates]).reshape(2 * n_refs, -1)  # references first
+    correlations = lagged_correlations(signals, n_refs, filters_len)
     # blocks[k][p, q] = <ref p delayed by a, ref q delayed by a + k>
     blocks = correlations[:n_refs].permute(2, 0, 1).clone()  # [L, refs, refs]
     blocks[0] += _EPS * torch.eye(n_refs, dtype=blocks.dtype, device=blocks.device)
@@ -223,8 +221,9 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
     n_fft = max(8192, 1 << (2 * lags - 1).bit_length())
     block = n_fft - lags + 1
     n_blocks = -(-length // block)
-    segments = F.pad(x, (0, (n_blocks - 1) * block + n_fft - length)).unfold(-1, n_fft, block)  # [P, blocks, N]
-    blocks = F.pad(x[:n_y], (0, n_blocks * block - length)).reshape(n_y, n_blocks, block)
+    padded = F.pad(x, (0, (n_blocks - 1) * block + n_fft - length))
+    segments = padded.unfold(-1, n_fft, block)  # [P, blocks, N]
+    blocks = padded[:n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [Q, blocks, B]
 
     step = max(1, _MEMORY_BUDGET // (3 * (n_x + n_y) * (n_fft // 2 + 1) * 16))
     spectrum = torch.zeros(n_x, n_y, n_fft // 2 + 1, dtype=torch.complex128, device=x.device)
