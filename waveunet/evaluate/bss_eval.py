@@ -24,6 +24,7 @@ museval's, on any torch device; the scores agree with museval's to about 1e-5 dB
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
@@ -190,14 +191,18 @@ def distortion_filters(references: torch.Tensor, estimates: torch.Tensor,
     blocks[0] += _EPS * torch.eye(n_refs, dtype=blocks.dtype, device=blocks.device)
     cross = correlations[n_refs:].permute(2, 1, 0)  # [L, refs, ests]: <ref delayed by lag, est>
 
-    filters = solve_block_toeplitz(blocks[None], cross[None])[0]
     by_source = (filters_len, n_sources, n_channels, n_sources, n_channels)
-    filters = filters.reshape(by_source).permute(3, 1, 2, 0, 4)
 
     def own(tensor):  # [L, refs, refs] -> [S, L, C, C]: source j's rows and columns
         return tensor.reshape(by_source).diagonal(dim1=1, dim2=3).permute(3, 0, 1, 2)
 
-    own_filters = solve_block_toeplitz(own(blocks), own(cross))  # one small system per source
+    # one small system per source, solved on a second thread: the Levinson recursion of the large
+    # system is bound by one core (small products) and by Python, which releases the GIL in them
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        own_filters = pool.submit(solve_block_toeplitz, own(blocks), own(cross))
+        filters = solve_block_toeplitz(blocks[None], cross[None])[0]
+        own_filters = own_filters.result()
+    filters = filters.reshape(by_source).permute(3, 1, 2, 0, 4)
     return filters, own_filters.permute(0, 2, 1, 3)
 
 
