@@ -231,12 +231,13 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
     blocks = padded[:n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [Q, blocks, B]
 
     step = max(1, _MEMORY_BUDGET // (3 * (n_x + n_y) * (n_fft // 2 + 1) * 16))
-    spectrum = torch.zeros(n_x, n_y, n_fft // 2 + 1, dtype=torch.complex128, device=x.device)
+    spectrum = torch.zeros(n_fft // 2 + 1, n_x, n_y, dtype=torch.complex128, device=x.device)
     for start in range(0, n_blocks, step):
         x_spec = torch.fft.rfft(segments[:, start:start + step], n=n_fft)  # [P, blocks, F]
         y_spec = torch.fft.rfft(blocks[:, start:start + step], n=n_fft)  # [Q, blocks, F]
-        spectrum += torch.einsum("pbf,qbf->pqf", x_spec, y_spec.conj())
-    return torch.fft.irfft(spectrum, n=n_fft)[..., :lags]
+        # sum over blocks as one product per frequency, operands laid out for it (einsum: 2x slower)
+        spectrum += x_spec.permute(2, 0, 1).contiguous() @ y_spec.permute(2, 1, 0).conj().contiguous()
+    return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 
 def framewise_metrics(references: torch.Tensor, estimates: torch.Tensor, filters: torch.Tensor,
