@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .audio import AtomicGroup, StreamResampler, audio_info, match_channels, read_audio
+from .device import resolve_device
 from .errors import WaveUNetError
 from .tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
 
@@ -58,18 +59,6 @@ class SeparatedFile:
     def real_time_factor(self) -> float:
         """Processing time over audio duration (below 1: faster than real time)."""
         return self.elapsed / self.duration
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``cpu`` | ``cuda`` | ``auto`` (CUDA when there is one) | None (= auto)."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise WaveUNetError(f"device {device}: CUDA is not available on this machine")
-    if device.type not in ("cpu", "cuda"):
-        raise WaveUNetError(f"device {device}: choose cpu, cuda or auto")
-    return device
 
 
 def translation_equivariant(config) -> bool:

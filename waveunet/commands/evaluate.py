@@ -42,7 +42,7 @@ def evaluate(model, estimates, musdb, is_wav, references, subset, split, tracks,
     from ..evaluate.run import EvaluationConfig, evaluate_estimates, evaluate_model
     from ..evaluate.summary import format_table
     from ..evaluate.tracks import open_references
-    from ..separation import resolve_device
+    from ..device import resolve_device
 
     if (model is None) == (estimates is None):
         raise WaveUNetError("give either --model M (separate and score) or --estimates EST_DIR (score files)")

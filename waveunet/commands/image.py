@@ -42,7 +42,7 @@ def segment(images, model, out, overlay, tile, force, device, no_progress):
     from ..checkpoint import load_model
     from ..image.segment import segment_files
     from ..models.config import UNet2dConfig
-    from ..separation import resolve_device
+    from ..device import resolve_device
 
     network = load_model(model, device=resolve_device(device))
     if not isinstance(network.config, UNet2dConfig):

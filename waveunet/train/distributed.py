@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import WaveUNetError
+from ..device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -45,26 +45,11 @@ class Processes:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU if there is one, else CPU; ``cuda`` -> ``cuda:LOCAL_RANK``."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise WaveUNetError(f"train.device = {name!r} but PyTorch sees no CUDA GPU (use cpu or auto)")
-        if name == "cuda":
-            name = f"cuda:{local_rank}"
-        index = torch.device(name).index or 0
-        if index >= torch.cuda.device_count():
-            raise WaveUNetError(f"train.device = {name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
-    return torch.device(name)
-
-
 def setup(device_name: str) -> tuple[Processes, torch.device]:
     """Join the ``torchrun`` job described by the environment (if any) and choose the device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     processes = Processes(int(os.environ.get("RANK", "0")), world_size, int(os.environ.get("LOCAL_RANK", "0")))
-    device = resolve_device(device_name, processes.local_rank)
+    device = resolve_device(device_name, processes.local_rank, what="train.device")
     if processes.distributed and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
