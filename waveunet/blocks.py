@@ -28,9 +28,13 @@ _MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
 
 
 def size_ops_of(module: nn.Module) -> list:
-    """The size ops of ``module``: its own ``size_ops``, or its children's in order."""
-    if hasattr(module, "size_ops"):
-        return list(module.size_ops)
+    """The size ops of ``module``: its own ``size_ops`` list, or its children's in order.
+
+    (Whole networks expose ``size_ops()`` as a method returning the three paths; only layers carry a list.)
+    """
+    ops = getattr(module, "size_ops", None)
+    if isinstance(ops, list):
+        return list(ops)
     return [op for child in module.children() for op in size_ops_of(child)]
 
 
