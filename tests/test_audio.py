@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from waveunet.audio import AtomicGroup, audio_info, match_channels, read_audio, resample, write_audio
+from waveunet.audio import audio_info, match_channels, read_audio, resample, write_audio
 from waveunet.errors import WaveUNetError
 
 SR = 22050
@@ -157,7 +157,7 @@ def test_refuses_to_overwrite(tmp_path):
     with pytest.raises(WaveUNetError, match="x.wav: already exists"):
         write_audio(path, tone(channels=1), SR)
     assert path.read_bytes() == before
-    write_audio(path, tone(channels=1), SR, overwrite=True)
+    write_audio(path, tone(channels=1), SR, force=True)
     assert audio_info(path).channels == 1
 
 
@@ -182,58 +182,3 @@ def test_bad_format_and_bits(tmp_path):
     with pytest.raises(WaveUNetError, match="flac cannot be written with 32 bits"):
         write_audio(tmp_path / "x.flac", tone(), SR, format="flac", bits=32)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_group_writes_all_files_on_success(tmp_path):
-    with AtomicGroup() as group:
-        for name in ("vocals", "accompaniment"):
-            group.write_audio(tmp_path / f"{name}.wav", tone(), SR)
-        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["accompaniment.wav", "vocals.wav"]
-
-
-def test_group_writes_nothing_when_interrupted(tmp_path):
-    with pytest.raises(RuntimeError):
-        with AtomicGroup() as group:
-            group.write_audio(tmp_path / "vocals.wav", tone(), SR)
-            raise RuntimeError("separation failed half-way")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_group_refuses_existing_files_before_writing_any(tmp_path):
-    existing = write_audio(tmp_path / "drums.wav", tone(channels=1), SR)
-    with pytest.raises(WaveUNetError, match="drums.wav: already exists"):
-        with AtomicGroup() as group:
-            group.write_audio(tmp_path / "bass.wav", tone(), SR)
-            group.write_audio(existing, tone(), SR)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["drums.wav"]
-
-
-def test_group_rolls_back_when_a_move_fails(tmp_path, monkeypatch):
-    old = write_audio(tmp_path / "bass.wav", tone(channels=1), SR)
-    before = old.read_bytes()
-    real_replace, moves = os.replace, []
-
-    def failing_replace(source, destination):
-        # Let the backup and the first file through, then fail like a full disk would.
-        moves.append(destination)
-        if len(moves) == 3:
-            raise OSError(28, "No space left on device")
-        real_replace(source, destination)
-
-    with pytest.raises(WaveUNetError, match="vocals.wav: cannot write .*no file of the group was written"):
-        with AtomicGroup(overwrite=True) as group:
-            group.write_audio(old, tone(), SR)
-            group.write_audio(tmp_path / "vocals.wav", tone(), SR)
-            monkeypatch.setattr(os, "replace", failing_replace)
-    monkeypatch.undo()
-    assert old.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bass.wav"]
-
-
-def test_group_refuses_a_folder_in_the_way(tmp_path):
-    (tmp_path / "vocals.wav").mkdir()
-    with pytest.raises(WaveUNetError, match="vocals.wav: is a folder"):
-        with AtomicGroup(overwrite=True) as group:
-            group.write_audio(tmp_path / "vocals.wav", tone(), SR)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["vocals.wav"]

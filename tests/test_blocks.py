@@ -102,14 +102,15 @@ def test_crop_and_concat_puts_the_cropped_skip_first():
 @pytest.mark.parametrize("dim", [1, 2])
 def test_conv_stage_valid_and_same(dim):
     size = (20,) * dim
-    valid = blocks.ConvStage(dim, 3, 8, 3, depth=2, mid_channels=4)
+    valid = blocks.ConvStage(dim, [3, 4, 8], 3)
     out = valid(torch.randn(1, 3, *size))
     assert out.shape == (1, 8, *(16,) * dim)
-    assert valid[0][0].out_channels == 4 and valid[1][0].in_channels == 4
-    same = blocks.ConvStage(dim, 3, 8, 3, depth=2, padding="same", norm="batch", activation="relu", bias=False)
+    assert valid[0].conv.out_channels == 4 and valid[1].conv.in_channels == 4
+    same = blocks.ConvStage(dim, [3, 8, 8], 3, padding="same", norm="batch", activation="relu", bias=False)
     assert same(torch.randn(2, 3, *size)).shape == (2, 8, *size)
-    assert same[0][0].bias is None
-    assert [op.kernel for op in blocks.size_ops_of(same)] == [3, 3]
+    assert same[0].conv.bias is None
+    assert [op.kernel for op in blocks.collect_size_ops(same)] == [3, 3]
+    assert list(same.state_dict())[:3] == ["0.conv.weight", "0.norm.weight", "0.norm.bias"]
 
 
 def test_group_norm_uses_one_group_per_eight_channels():
@@ -120,8 +121,8 @@ def test_group_norm_uses_one_group_per_eight_channels():
 
 
 def test_down_and_up_blocks_round_trip_shapes_in_2d():
-    down = blocks.DownBlock(blocks.ConvStage(2, 1, 4, 3, depth=2), blocks.MaxPool(2))
-    up = blocks.UpBlock(blocks.TransposedUpsample(2, 8, 4, 2, 2), blocks.ConvStage(2, 8, 4, 3, depth=2))
+    down = blocks.DownBlock(blocks.ConvStage(2, [1, 4, 4], 3), blocks.MaxPool(2))
+    up = blocks.UpBlock(blocks.TransposedUpsample(2, 8, 4, 2, 2), blocks.ConvStage(2, [8, 4, 4], 3))
     x, skip = down(torch.randn(1, 1, 36, 36))
     assert skip.shape == (1, 4, 32, 32) and x.shape == (1, 4, 16, 16)
     h = torch.randn(1, 8, 12, 12)

@@ -14,7 +14,8 @@ from waveunet.image.augment import AugmentConfig, augment, warp
 from waveunet.image.data import ImageDataConfig, SegmentationFolder, read_image, read_mask, split_names
 from waveunet.image.datasets import IGNORE_INDEX, RandomCrops, ValidationWindows
 from waveunet.image.weights import WeightMapConfig, border_weights, class_balance, unet_weight_map
-from waveunet.image.windows import WindowShape, reflect_crop, reflect_pad
+from waveunet.image.windows import WindowShape
+from waveunet.tiling import reflect_crop, reflect_pad
 
 ISBI = Path(__file__).resolve().parents[1] / "data" / "isbi2012-em" / "train"
 GEOMETRY_ONLY = AugmentConfig(brightness=0.0, contrast=0.0)

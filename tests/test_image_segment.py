@@ -13,7 +13,7 @@ from waveunet.cli import main
 from waveunet.errors import WaveUNetError
 from waveunet.image.data import read_image, read_mask
 from waveunet.image.segment import SegmentationOutputs, segment, segment_file, segment_files
-from waveunet.image.windows import reflect_pad
+from waveunet.tiling import reflect_pad
 from waveunet.models import build_model
 
 ISBI = Path(__file__).resolve().parents[1] / "data" / "isbi2012-em" / "train" / "images"
@@ -189,4 +189,4 @@ def test_cli_refuses_an_audio_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["image", "segment", str(image), "--model", str(audio), "--out",
                                        str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert result.output.strip() == f"Error: {audio}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net; use `waveunet separate`"
+    assert result.output.strip() == f"Error: {audio}: a Wave-U-Net (audio) model, not a 2D U-Net (image) model; use `waveunet separate`"

@@ -16,7 +16,7 @@ from waveunet.image.data import ImageDataConfig, SegmentationFolder
 from waveunet.image.datasets import IGNORE_INDEX, ValidationWindows
 from waveunet.image.losses import cross_entropy, dice_loss
 from waveunet.image.metrics import confusion_matrix, iou_per_class, mean_iou, pixel_accuracy, segmentation_metrics
-from waveunet.image.train import SegmentationLoss, SegmentationValidation, validation_shape
+from waveunet.train.image import SegmentationLoss, SegmentationValidation, validation_shape
 from waveunet.image.windows import WindowShape
 from waveunet.models import build_model
 
@@ -112,7 +112,7 @@ def test_validation_windows_larger_than_the_training_tile_score_the_same(small_i
     torch.manual_seed(0)
     model = build_model("unet2d-ronneberger", levels=2, features=4, output_size=20).eval()
     images = SegmentationFolder(small_isbi, names=["00", "01"]).examples
-    training = WindowShape.of(model.input_size, model.output_size)
+    training = WindowShape.of(model.input_length, model.output_length)
     larger = validation_shape(model, images)
     assert larger.output[0] > training.output[0]
     count = lambda shape: sum(len(shape.covering_windows(96, 96)) for _ in images) * shape.input[0] ** 2
@@ -254,10 +254,9 @@ def test_inconsistent_recipes_are_refused(small_isbi, tmp_path, override, messag
 
 @pytest.mark.parametrize("name", ["unet2d-ronneberger", "unet2d-padded", "unet2d-quickstart"])
 def test_bundled_recipes_read(name):
-    from waveunet.image.train import IMAGE
     from waveunet.train.launch import read_recipe
 
-    recipe = read_recipe(RECIPES / f"{name}.toml", kind=IMAGE)
+    recipe = read_recipe(RECIPES / f"{name}.toml", task="image")
     assert Path(recipe.data.root) == ISBI and recipe.train.loss == "cross_entropy"
     assert ImageDataConfig(root=recipe.data.root).load()[1].names == ["04", "18", "21"]
 

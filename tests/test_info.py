@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from torch import nn
 
 import waveunet
-from waveunet.analysis import count_macs
+from waveunet.info import count_macs
 from waveunet.blocks import SincResample
 from waveunet.cli import main
 from waveunet.models import PRESETS, build_model

@@ -273,7 +273,7 @@ def test_cli_says_once_that_the_bundled_demo_is_a_demonstration(model, tmp_path,
     bundled = tmp_path / "pretrained"
     bundled.mkdir()
     waveunet.save_model(model, bundled / "demo.pt")
-    monkeypatch.setattr("waveunet.checkpoint.PRETRAINED_DIR", bundled)
+    monkeypatch.setattr("waveunet.resolve.BUNDLED_DIR", bundled)
     monkeypatch.chdir(tmp_path)
     songs = [str(write_song(tmp_path / f"{name}.wav", seconds=0.3)) for name in ("a", "b")]
     result = CliRunner().invoke(main, ["separate", *songs, "--no-progress"])

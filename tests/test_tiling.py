@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import waveunet
-from waveunet.image.windows import reflect_pad
+from waveunet.tiling import reflect_pad
 from waveunet.tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
 
 

@@ -13,7 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from waveunet.audio import read_audio, write_audio
-from waveunet.checkpoint import load_model, read_checkpoint
+from waveunet import load_model
+from waveunet.checkpoint import read_checkpoint
 from waveunet.cli import main
 from waveunet.train.launch import train_from_recipe
 

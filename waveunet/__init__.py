@@ -17,7 +17,7 @@ _LAZY = {
     "build_model": "waveunet.models.registry",
     "list_presets": "waveunet.models.registry",
     "save_model": "waveunet.checkpoint",
-    "load_model": "waveunet.checkpoint",
+    "load_model": "waveunet.resolve",
     "import_pytorch_checkpoint": "waveunet.importer",
     "separate": "waveunet.separation",
     "separate_file": "waveunet.separation",

@@ -2,12 +2,17 @@
 
 The 1D Wave-U-Net (Stoller et al., 2018) and the 2D U-Net (Ronneberger et al., 2015) are the same
 machine: a contracting path of :class:`DownBlock` (conv stage, keep the skip, down-sample), a
-bottleneck, and an expanding path of :class:`UpBlock` (up-sample, crop-and-concatenate the skip,
-conv stage). Everything here takes ``dim`` (1 for ``[batch, channels, time]``, 2 for
+bottleneck, and an expanding path of :class:`UpBlock` (up-sample, merge the skip, conv stage).
+Everything here takes ``dim`` (1 for ``[batch, channels, time]``, 2 for
 ``[batch, channels, height, width]``) as a constructor argument.
 
-Every module that changes the spatial size carries ``size_ops`` (see :mod:`waveunet.sizes`), so a
-network's valid input and output sizes follow from the very modules it is built of.
+Every part has a name, so that state-dict keys read like the architecture:
+``unet.down.3.stage.0.conv.weight`` is the weight of the first convolution of the fourth level's
+conv stage; ``unet.up.0.resample.weight`` the first up-sampling's learned interpolation weights.
+
+Every layer that changes the spatial size carries a tuple ``size_ops`` (see :mod:`waveunet.sizes`);
+:func:`collect_size_ops` collects them in forward order, so a network's valid input and output sizes
+follow from the very modules it is built of.
 """
 
 from __future__ import annotations
@@ -25,17 +30,15 @@ _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 _MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+_INTERPOLATION = {1: "linear", 2: "bilinear"}
 
 
-def size_ops_of(module: nn.Module) -> list:
-    """The size ops of ``module``: its own ``size_ops`` list, or its children's in order.
-
-    (Whole networks expose ``size_ops()`` as a method returning the three paths; only layers carry a list.)
-    """
-    ops = getattr(module, "size_ops", None)
-    if isinstance(ops, list):
-        return list(ops)
-    return [op for child in module.children() for op in size_ops_of(child)]
+def collect_size_ops(module: nn.Module) -> list:
+    """The size ops of ``module`` in forward order: a layer's own ``size_ops``, else its children's."""
+    own = getattr(module, "size_ops", None)
+    if own is not None:
+        return list(own)
+    return [op for child in module.children() for op in collect_size_ops(child)]
 
 
 def make_norm(kind: str, dim: int, channels: int, momentum: float = 0.1) -> nn.Module:
@@ -65,39 +68,43 @@ def make_activation(kind: str, negative_slope: float = 0.2, inplace: bool = Fals
     raise ValueError(f"unknown activation {kind!r} (leaky_relu, relu, tanh, linear)")
 
 
-class ConvLayer(nn.Sequential):
-    """conv -> norm -> activation.
+# --- convolutions ------------------------------------------------------------------------------
+
+
+class ConvLayer(nn.Module):
+    """``conv`` -> ``norm`` -> ``act``: ``[batch, in_channels, *size]`` -> ``[batch, out_channels, *size']``.
 
     ``padding="valid"`` uses no padding (the output shrinks by ``kernel - 1``); ``"same"`` zero-pads
-    ``(kernel - 1) / 2`` on each side (odd kernels), so only the stride changes the size.
-    Shapes: ``[batch, in_channels, *size]`` -> ``[batch, out_channels, *size']``.
+    ``(kernel - 1) / 2`` on each side (odd kernels), so only the stride changes the size. A norm of
+    ``none`` and an activation of ``linear`` are identities (no state-dict keys): a bare convolution.
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, kernel: int, *, stride: int = 1,
                  padding: str = "valid", norm: str = "none", activation: str = "leaky_relu",
                  negative_slope: float = 0.2, bias: bool = True, norm_momentum: float = 0.1):
+        super().__init__()
         if padding == "same" and kernel % 2 == 0:
             raise ValueError(f"same padding needs an odd kernel, got {kernel}")
         pad = (kernel - 1) // 2 if padding == "same" else 0
-        super().__init__(
-            _CONV[dim](in_channels, out_channels, kernel, stride=stride, padding=pad, bias=bias),
-            make_norm(norm, dim, out_channels, norm_momentum),
-            make_activation(activation, negative_slope, inplace=True),
-        )
-        self.size_ops = [sizes.Conv(kernel, stride, padding)]
+        self.conv = _CONV[dim](in_channels, out_channels, kernel, stride=stride, padding=pad, bias=bias)
+        self.norm = make_norm(norm, dim, out_channels, norm_momentum)
+        self.act = make_activation(activation, negative_slope, inplace=True)
+        self.size_ops = (sizes.Conv(kernel, stride, padding),)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
 
 
 class ConvStage(nn.Sequential):
-    """``depth`` conv layers in a row: ``in -> mid -> out -> ... -> out`` channels.
+    """Conv layers in a row through the channel ``widths``: ``widths[0] -> widths[1] -> ... -> widths[-1]``.
 
-    ``mid_channels`` is the width of the first layer's output (default ``out_channels``); the padded
-    2D U-Net uses half the stage width there.
+    ``ConvStage(1, [24, 48], 15)`` is the Wave-U-Net's one conv per level; ``ConvStage(2, [64, 64,
+    64], 3)`` the U-Net's two 3x3 convs. Layer ``i`` is the part named ``str(i)``.
     """
 
-    def __init__(self, dim: int, in_channels: int, out_channels: int, kernel: int, *, depth: int = 1,
-                 mid_channels: int | None = None, **layer_options):
-        first = mid_channels if depth > 1 and mid_channels else out_channels
-        widths = [in_channels, first] + [out_channels] * (depth - 1)
+    def __init__(self, dim: int, widths: Sequence[int], kernel: int, **layer_options):
+        if len(widths) < 2:
+            raise ValueError(f"a conv stage needs at least two widths (in and out), got {list(widths)}")
         super().__init__(*(ConvLayer(dim, a, b, kernel, **layer_options) for a, b in zip(widths, widths[1:])))
 
 
@@ -110,7 +117,7 @@ class Decimate(nn.Module):
     def __init__(self, dim: int, factor: int = 2, padding: str = "valid"):
         super().__init__()
         self.dim, self.factor = dim, factor
-        self.size_ops = [sizes.Decimate(factor, padding)]
+        self.size_ops = (sizes.Decimate(factor, padding),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         index = (Ellipsis,) + (slice(None, None, self.factor),) * self.dim
@@ -123,7 +130,7 @@ class MaxPool(nn.Module):
     def __init__(self, dim: int, factor: int = 2, ceil_mode: bool = False):
         super().__init__()
         self.pool = _MAX_POOL[dim](factor, ceil_mode=ceil_mode)
-        self.size_ops = [sizes.Pool(factor, ceil_mode)]
+        self.size_ops = (sizes.Pool(factor, ceil_mode),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x)
@@ -158,7 +165,7 @@ class SincResample(nn.Module):
         super().__init__()
         self.factor, self.up, self.taps = factor, up, taps
         self.register_buffer("filter", sinc_lowpass(factor, taps).expand(channels, 1, taps).clone())
-        self.size_ops = [sizes.Resample(factor, up, taps // 2)]
+        self.size_ops = (sizes.Resample(factor, up, taps // 2),)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[-1]
@@ -193,7 +200,7 @@ class LinearUpsample(nn.Module):
     def __init__(self, padding: str = "valid"):
         super().__init__()
         self.padding = padding
-        self.size_ops = [sizes.Upsample(2, padding)]
+        self.size_ops = (sizes.Upsample(2, padding),)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.padding == "same":
@@ -204,7 +211,7 @@ class LinearUpsample(nn.Module):
 
 
 class LearnedUpsample(nn.Module):
-    """The paper's learned interpolation layer (M5): one weight per feature channel.
+    """The paper's learned interpolation layer (M5): one ``weight`` per feature channel.
 
     ``out[2j] = h[j]``, ``out[2j+1] = sigmoid(w) h[j] + (1 - sigmoid(w)) h[j+1]``; ``w = 0`` starts
     as plain linear interpolation. Valid mode n -> 2n-1; same mode n -> 2n with a zero right
@@ -215,7 +222,7 @@ class LearnedUpsample(nn.Module):
         super().__init__()
         self.padding = padding
         self.weight = nn.Parameter(torch.zeros(channels))
-        self.size_ops = [sizes.Upsample(2, padding)]
+        self.size_ops = (sizes.Upsample(2, padding),)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         h_next = h[..., 1:]
@@ -226,20 +233,42 @@ class LearnedUpsample(nn.Module):
 
 
 class TransposedUpsample(nn.Module):
-    """Transposed convolution: n -> (n - 1) * stride - 2 * padding + kernel.
+    """Transposed convolution ``conv`` (then ``norm`` and ``act``): n -> (n - 1) * stride - 2 * padding + kernel.
 
-    The U-Net's 2x2 "up-convolution" is ``kernel=2, stride=2`` (n -> 2n); the PyTorch
-    Wave-U-Net's learned resampling uses ``padding=kernel-1`` (see its spec).
+    The U-Net's 2x2 "up-convolution" is ``kernel=2, stride=2`` (n -> 2n) without norm or
+    activation; the PyTorch Wave-U-Net's learned up-sampling uses ``padding=kernel-1`` and is
+    normalised and activated like its other convolutions.
     """
 
     def __init__(self, dim: int, in_channels: int, out_channels: int, kernel: int, stride: int,
-                 padding: int = 0, bias: bool = True):
+                 padding: int = 0, bias: bool = True, *, norm: str = "none", activation: str = "linear",
+                 negative_slope: float = 0.2, norm_momentum: float = 0.1):
         super().__init__()
         self.conv = _CONV_T[dim](in_channels, out_channels, kernel, stride=stride, padding=padding, bias=bias)
-        self.size_ops = [sizes.TransposedConv(kernel, stride, padding)]
+        self.norm = make_norm(norm, dim, out_channels, norm_momentum)
+        self.act = make_activation(activation, negative_slope)
+        self.size_ops = (sizes.TransposedConv(kernel, stride, padding),)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.conv(h)
+        return self.act(self.norm(self.conv(h)))
+
+
+class InterpolateUpsample(nn.Module):
+    """(Bi)linear interpolation by 2 with aligned corners, then a 1x1 ``conv`` to ``out_channels``.
+
+    The common alternative to the U-Net's up-convolution: n -> 2n on every spatial axis, the
+    channels changed by the 1x1 convolution (as the transposed convolution would change them).
+    """
+
+    def __init__(self, dim: int, in_channels: int, out_channels: int):
+        super().__init__()
+        self.dim = dim
+        self.conv = _CONV[dim](in_channels, out_channels, 1)
+        self.size_ops = (sizes.Upsample(2, "same"),)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(h, scale_factor=2, mode=_INTERPOLATION[self.dim], align_corners=True)
+        return self.conv(up)
 
 
 # --- crop and merge ----------------------------------------------------------------------------
@@ -275,50 +304,72 @@ def resize_and_concat(skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return torch.cat([skip, center_pad(h, skip.shape[2:])], dim=1)
 
 
-MERGES = {"crop": crop_and_concat, "pad": resize_and_concat}
+class CropConcat(nn.Module):
+    """The valid-convolution U-Net's merge: ``forward(skip, h) = [crop(skip), crop(h)]`` (see :func:`crop_and_concat`)."""
+
+    def forward(self, skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return crop_and_concat(skip, h)
+
+
+class ResizeConcat(nn.Module):
+    """The padded U-Net's merge: ``forward(skip, h) = [skip, resize(h)]`` (see :func:`resize_and_concat`)."""
+
+    def forward(self, skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return resize_and_concat(skip, h)
+
+
+MERGES = {"crop": CropConcat, "pad": ResizeConcat}
 
 
 # --- the blocks ---------------------------------------------------------------------------------
 
 
 class DownBlock(nn.Module):
-    """Conv stage, keep its output as the skip feature, then down-sample.
+    """``stage`` (its output is kept as the skip feature), optional ``post_stage``, then ``resample``.
 
-    ``downsample`` is any module: decimation, max-pooling, a strided conv, a fixed low-pass, or a
-    sequence starting with more convolutions (the PyTorch Wave-U-Net convolves again after taking
-    the skip). ``forward(x) -> (down-sampled, skip)``.
+    ``resample`` is any down-sampling module: decimation, max-pooling, a strided conv, a fixed
+    low-pass. ``post_stage`` convolves again after the skip is taken (the PyTorch Wave-U-Net does).
+    ``forward(x) -> (down-sampled, skip)``.
     """
 
-    def __init__(self, stage: nn.Module, downsample: nn.Module):
+    def __init__(self, stage: nn.Module, resample: nn.Module, post_stage: nn.Module | None = None):
         super().__init__()
-        self.stage, self.downsample = stage, downsample
+        self.stage = stage
+        self.post_stage = post_stage  # registered before `resample`: parameters in forward order
+        self.resample = resample
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skip = self.stage(x)
-        return self.downsample(skip), skip
+        h = skip if self.post_stage is None else self.post_stage(skip)
+        return self.resample(h), skip
 
 
 class UpBlock(nn.Module):
-    """Up-sample, merge with the skip feature (crop-and-concat, or pad-and-concat), conv stage.
+    """``resample`` (up-sampling), optional ``pre_stage``, ``merge`` with the skip feature, ``stage``.
 
-    ``forward(h, skip) -> stage(merge(skip, upsample(h)))``.
+    ``forward(h, skip) = stage(merge(skip, pre_stage(resample(h))))``; ``merge`` is ``"crop"``
+    (:class:`CropConcat`) or ``"pad"`` (:class:`ResizeConcat`).
     """
 
-    def __init__(self, upsample: nn.Module, stage: nn.Module, merge: str = "crop"):
+    def __init__(self, resample: nn.Module, stage: nn.Module, merge: str = "crop", pre_stage: nn.Module | None = None):
         super().__init__()
-        self.upsample, self.stage = upsample, stage
-        self.merge = merge
-        self._merge = MERGES[merge]
+        self.resample = resample
+        self.pre_stage = pre_stage
+        self.merge = MERGES[merge]()
+        self.stage = stage
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return self.stage(self._merge(skip, self.upsample(h)))
+        h = self.resample(h)
+        if self.pre_stage is not None:
+            h = self.pre_stage(h)
+        return self.stage(self.merge(skip, h))
 
 
 class UNet(nn.Module):
-    """The contracting path, bottleneck and expanding path; returns the last feature map.
+    """The contracting path ``down``, the ``bottleneck`` and the expanding path ``up``; returns the last feature map.
 
     ``forward(x) -> features``: ``[batch, in, *size]`` -> ``[batch, F_0, *size']`` where ``size'``
-    follows from :meth:`size_ops` (equal to ``size`` for same-padded networks).
+    follows from :meth:`size_paths` (equal to ``size`` for same-padded networks).
     """
 
     def __init__(self, down: Sequence[DownBlock], bottleneck: nn.Module, up: Sequence[UpBlock]):
@@ -329,10 +380,9 @@ class UNet(nn.Module):
         self.bottleneck = bottleneck
         self.up = nn.ModuleList(up)
 
-    def size_ops(self) -> tuple[list, list, list]:
-        """(contracting, bottleneck, expanding) size ops."""
-        return ([op for b in self.down for op in size_ops_of(b)], size_ops_of(self.bottleneck),
-                [op for b in self.up for op in size_ops_of(b)])
+    def size_paths(self) -> sizes.SizePaths:
+        """The size ops of the contracting path, the bottleneck and the expanding path."""
+        return sizes.SizePaths(collect_size_ops(self.down), collect_size_ops(self.bottleneck), collect_size_ops(self.up))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

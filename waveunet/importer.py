@@ -9,18 +9,20 @@ learned resampling) from its arguments, with the reference's defaults. The resul
 ``layout="pytorch"`` Wave-U-Nets whose outputs equal the reference model's, fixed sinc filters
 included (they are copied from the file, not recomputed).
 
-Module correspondence (one network, ``waveunets.<instrument>.`` or ``waveunets.ALL.``)::
+Module correspondence (one network, ``nets.<instrument>.`` here, ``waveunets.<instrument>.`` or
+``waveunets.ALL.`` there; ``i`` a level, ``j`` a layer)::
 
-    downsampling_blocks.i.pre_shortcut_convs.0   unet.down.i.stage.0           conv -> skip
-    downsampling_blocks.i.post_shortcut_convs.0  unet.down.i.downsample.0.0    conv after the skip
-    downsampling_blocks.i.downconv               unet.down.i.downsample.1      sinc filter or strided conv
-    bottlenecks.j                                unet.bottleneck.j
-    upsampling_blocks.i.upconv                   unet.up.i.upsample.0          sinc filter or transposed conv
-    upsampling_blocks.i.pre_shortcut_convs.0     unet.up.i.upsample.1.0        conv before the merge
-    upsampling_blocks.i.post_shortcut_convs.0    unet.up.i.stage.0             conv after the merge
-    output_conv                                  output_conv
+    ours                           the reference's                            what
+    unet.down.i.stage.0            downsampling_blocks.i.pre_shortcut_convs.0   conv -> skip
+    unet.down.i.post_stage.0       downsampling_blocks.i.post_shortcut_convs.0  conv after the skip
+    unet.down.i.resample           downsampling_blocks.i.downconv               sinc filter or strided conv
+    unet.bottleneck.j              bottlenecks.j
+    unet.up.i.resample             upsampling_blocks.i.upconv                   sinc filter or transposed conv
+    unet.up.i.pre_stage.0          upsampling_blocks.i.pre_shortcut_convs.0     conv before the merge
+    unet.up.i.stage.0              upsampling_blocks.i.post_shortcut_convs.0    conv after the merge
+    output.conv                    output_conv
 
-and inside each conv layer ``filter`` / ``norm`` are our ``0`` / ``1``.
+and inside each conv layer our ``conv`` / ``norm`` are its ``filter`` / ``norm``.
 """
 
 from __future__ import annotations
@@ -50,40 +52,47 @@ SINC_TAPS = 15
 SHARED_NET = "ALL"  # the reference's name for the one network of separate=0
 BATCH_NORM_MOMENTUM = 0.01  # the reference's BatchNorm1d(momentum=0.01)
 LEAKY_SLOPE = 0.01  # F.leaky_relu's default, used by the reference's conv_type="normal"
-# what a reference training state may hold besides tensors and Python numbers (losses, steps)
-_NUMPY_SCALARS = [np._core.multiarray.scalar, np.dtype, np.dtypes.Float64DType, np.dtypes.Float32DType,
-                  np.dtypes.Int64DType, np.dtypes.Int32DType]
 
-# (our module path, the reference's module path); more specific paths first, so that a learned
-# resampler's conv (``downconv.filter.weight``) is told apart from a sinc filter (``downconv.filter``).
+
+def _numpy_globals() -> list:
+    """What a reference training state may hold besides tensors and Python numbers (losses,
+    steps as NumPy scalars), for ``torch.load(weights_only=True)``; public NumPy API only."""
+    scalar = np.float64(0).__reduce__()[0]  # NumPy's scalar reconstructor, under whatever module it lives
+    allowed = [scalar, np.dtype, *(type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32"))]
+    # Files written under NumPy 1 name it numpy.core.multiarray.scalar, under NumPy 2 numpy._core...
+    own = f"{scalar.__module__}.{scalar.__qualname__}"
+    allowed += [(scalar, name) for name in ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar") if name != own]
+    return allowed
+
+
+#: (our module path, the reference's), ``{i}`` a level or layer index, in the order the blocks run
 _MODULES = [
-    (r"unet\.down\.(\d+)\.stage\.0\.0", r"downsampling_blocks.\1.pre_shortcut_convs.0.filter"),
-    (r"unet\.down\.(\d+)\.stage\.0\.1", r"downsampling_blocks.\1.pre_shortcut_convs.0.norm"),
-    (r"unet\.down\.(\d+)\.downsample\.0\.0\.0", r"downsampling_blocks.\1.post_shortcut_convs.0.filter"),
-    (r"unet\.down\.(\d+)\.downsample\.0\.0\.1", r"downsampling_blocks.\1.post_shortcut_convs.0.norm"),
-    (r"unet\.down\.(\d+)\.downsample\.1\.0", r"downsampling_blocks.\1.downconv.filter"),
-    (r"unet\.down\.(\d+)\.downsample\.1\.1", r"downsampling_blocks.\1.downconv.norm"),
-    (r"unet\.down\.(\d+)\.downsample\.1", r"downsampling_blocks.\1.downconv"),
-    (r"unet\.bottleneck\.(\d+)\.0", r"bottlenecks.\1.filter"),
-    (r"unet\.bottleneck\.(\d+)\.1", r"bottlenecks.\1.norm"),
-    (r"unet\.up\.(\d+)\.upsample\.0\.0\.conv", r"upsampling_blocks.\1.upconv.filter"),
-    (r"unet\.up\.(\d+)\.upsample\.0\.1", r"upsampling_blocks.\1.upconv.norm"),
-    (r"unet\.up\.(\d+)\.upsample\.0", r"upsampling_blocks.\1.upconv"),
-    (r"unet\.up\.(\d+)\.upsample\.1\.0\.0", r"upsampling_blocks.\1.pre_shortcut_convs.0.filter"),
-    (r"unet\.up\.(\d+)\.upsample\.1\.0\.1", r"upsampling_blocks.\1.pre_shortcut_convs.0.norm"),
-    (r"unet\.up\.(\d+)\.stage\.0\.0", r"upsampling_blocks.\1.post_shortcut_convs.0.filter"),
-    (r"unet\.up\.(\d+)\.stage\.0\.1", r"upsampling_blocks.\1.post_shortcut_convs.0.norm"),
-    (r"output_conv", r"output_conv"),
+    ("unet.down.{i}.stage.0", "downsampling_blocks.{i}.pre_shortcut_convs.0"),
+    ("unet.down.{i}.post_stage.0", "downsampling_blocks.{i}.post_shortcut_convs.0"),
+    ("unet.down.{i}.resample", "downsampling_blocks.{i}.downconv"),
+    ("unet.bottleneck.{i}", "bottlenecks.{i}"),
+    ("unet.up.{i}.resample", "upsampling_blocks.{i}.upconv"),
+    ("unet.up.{i}.pre_stage.0", "upsampling_blocks.{i}.pre_shortcut_convs.0"),
+    ("unet.up.{i}.stage.0", "upsampling_blocks.{i}.post_shortcut_convs.0"),
+    ("output", "output_conv"),
 ]
+#: the parts of a conv layer (or a fixed resampler's ``filter`` buffer), ours -> theirs
+_PARTS = {"conv": "filter", "norm": "norm", "filter": "filter"}
+_MODULE_PATTERNS = [(re.compile(re.escape(ours).replace(r"\{i\}", r"(\d+)") + r"\.(\w+)(\..+)?"), theirs)
+                    for ours, theirs in _MODULES]
 
 
-def _translate(key: str, rules: list[tuple[str, str]]) -> str | None:
-    """Rewrite the module path of a state-dict key by the first rule that matches it (a parameter
-    or buffer name must follow the path); None if none does."""
-    for pattern, template in rules:
-        match = re.fullmatch(pattern + r"(\..+)", key)
+def _translate(key: str) -> str | None:
+    """Our key within one network (``unet.down.0.stage.0.conv.weight``) -> the reference's, or None."""
+    for pattern, theirs in _MODULE_PATTERNS:
+        match = pattern.fullmatch(key)
         if match:
-            return match.expand(template) + match.group(match.lastindex)
+            *index, part, rest = match.groups()
+            module = theirs.replace("{i}", index[0]) if index else theirs
+            if theirs == "output_conv" and part == "conv":  # a bare Conv1d there
+                return f"{module}{rest}"
+            if part in _PARTS:
+                return f"{module}.{_PARTS[part]}{rest or ''}"
     return None
 
 
@@ -95,7 +104,7 @@ def reference_net_name(config: WaveUNetConfig, ours: str) -> str:
 def reference_key(config: WaveUNetConfig, key: str) -> str:
     """Our state-dict key (``nets.<net>.<...>``) -> the reference's (``waveunets.<net>.<...>``)."""
     _, net, rest = key.split(".", 2)
-    theirs = _translate(rest, _MODULES)
+    theirs = _translate(rest)
     if theirs is None:
         raise ValueError(f"no reference counterpart for {key!r}")
     return f"waveunets.{reference_net_name(config, net)}.{theirs}"
@@ -113,7 +122,7 @@ def read_reference_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
     try:
         # weights_only: a checkpoint from elsewhere must not run code; the training state may hold
         # numpy scalars (losses, steps), which are safe to allow.
-        with torch.serialization.safe_globals(_NUMPY_SCALARS):
+        with torch.serialization.safe_globals(_numpy_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         what = "Python objects other than tensors and numbers" if "Weights only" in str(error) else "no torch pickle"

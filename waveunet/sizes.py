@@ -8,18 +8,27 @@ expanding path. Following the Wave-U-Net reference implementations, the sizes ar
 *bottleneck length*: count it up from 1 until the expanding path yields at least the desired
 output; the contracting path, inverted, gives the input length.
 
-The same functions serve 1D (time) and 2D (each of height and width) networks.
+The same functions serve 1D (time) and 2D (each of height and width) networks. The paper's M4
+(12 levels of a 15-tap conv and decimation, a 15-tap bottleneck conv, 12 levels of interpolation
+and a 5-tap conv, a 1-tap output conv)::
 
->>> m4 = unet_sizes(DOWN_M4, [Conv(15)], UP_M4, 16384)   # doctest: +SKIP
->>> m4.input_length, m4.output_length, m4.context
-(147443, 16389, 65527)
+    >>> down = [Conv(15), Decimate(2)] * 12
+    >>> up = [Upsample(2), Conv(5)] * 12 + [Conv(1)]
+    >>> m4 = unet_sizes(down, [Conv(15)], up, 16384)
+    >>> m4.input_length, m4.output_length, m4.context
+    (147443, 16389, 65527)
+    >>> output_length_for(down, [Conv(15)], up, 147443 + 4096), valid_length_step(down)
+    (20485, 4096)
+
+:class:`SizedNetwork` gives a network built of such layers (it lists them with ``size_paths()``)
+the same arithmetic as methods and properties.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 
 class SizeError(ValueError):
@@ -241,3 +250,61 @@ def output_length_for(down: Sequence[SizeOp], bottleneck: Sequence[SizeOp], up: 
                       input_length: int) -> int:
     """Output length for ``input_length``, or :class:`SizeError` if the network cannot take it."""
     return forward_length([*down, *bottleneck, *up], input_length)
+
+
+class SizePaths(NamedTuple):
+    """A U-Net's size ops: the contracting path (input side first), the bottleneck, the expanding path."""
+
+    down: list
+    bottleneck: list
+    up: list
+
+
+class SizedNetwork:
+    """Mixin: valid input/output lengths of a U-Net from its size ops.
+
+    A subclass provides :meth:`size_paths` and sets ``self.training_sizes = self.sizes(n)`` for
+    its desired training output ``n``. For images every length is one side of the tile: height and
+    width follow the same arithmetic.
+    """
+
+    training_sizes: UNetSizes
+
+    def size_paths(self) -> SizePaths:
+        raise NotImplementedError
+
+    def sizes(self, desired_output: int) -> UNetSizes:
+        """Input/output lengths for at least ``desired_output`` output samples (pixels per side)."""
+        return unet_sizes(*self.size_paths(), desired_output)
+
+    def output_length_for(self, input_length: int) -> int:
+        """Output length for ``input_length``; :class:`SizeError` if the network cannot take it."""
+        return output_length_for(*self.size_paths(), input_length)
+
+    def check_input_length(self, length: int) -> int:
+        """The output length for ``length``, or a ValueError that says how to get a valid one."""
+        try:
+            return self.output_length_for(length)
+        except SizeError as error:
+            raise ValueError(f"input length {length} is not valid for this {type(self).__name__} ({error}); "
+                             f"use model.sizes(n).input_length") from None
+
+    @property
+    def length_step(self) -> int:
+        """Valid input (and output) lengths are spaced by this many samples: 2**L for the paper's nets."""
+        return valid_length_step(self.size_paths().down)
+
+    @property
+    def input_length(self) -> int:
+        """Input length (side, for images) of a training example."""
+        return self.training_sizes.input_length
+
+    @property
+    def output_length(self) -> int:
+        """Output length (side, for images) of a training example."""
+        return self.training_sizes.output_length
+
+    @property
+    def context(self) -> int:
+        """Input samples needed on each side of a training example's output window."""
+        return self.training_sizes.context

@@ -187,11 +187,47 @@ def _fade_weights(output: Sequence[int]) -> torch.Tensor:
     return weight / weight.max()
 
 
+# --- mirror padding ----------------------------------------------------------------------------
+# ``reflect``: the edge sample is not repeated (``[a b c d]`` continues as ``c b | a b c d | c b``), as
+# in ``torch.nn.functional.pad(mode="reflect")`` and ``numpy.pad(mode="reflect")``; unlike torch's pad
+# it also works when the padding exceeds the signal (the reflection then folds back, as numpy's does).
+
+
+def reflect_indices(start: int, length: int, size: int) -> torch.Tensor:
+    """Indices [length] into an axis of ``size`` for positions start..start+length-1, mirrored at both ends.
+
+    The reflected axis is periodic with period 2 * (size - 1); an axis of one sample stays constant.
+    """
+    positions = torch.arange(start, start + length)
+    if size == 1:
+        return torch.zeros_like(positions)
+    period = 2 * (size - 1)
+    folded = positions.remainder(period)
+    return torch.where(folded >= size, period - folded, folded)
+
+
+def reflect_crop(x: torch.Tensor, starts: Sequence[int], lengths: Sequence[int]) -> torch.Tensor:
+    """A window of the last ``len(starts)`` dims of x, mirrored where it leaves the tensor.
+
+    Each window dim d covers positions starts[d]..starts[d]+lengths[d]-1, which may be negative or
+    beyond the end. Leading dims are kept: [..., *lengths].
+    """
+    dims = range(x.dim() - len(starts), x.dim())
+    for dim, start, length in zip(dims, starts, lengths):
+        x = x.index_select(dim, reflect_indices(start, length, x.shape[dim]))
+    return x
+
+
+def reflect_pad(x: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """x mirrored by (before, after) samples on each of its last ``len(pads)`` dims, any amount."""
+    sizes = x.shape[x.dim() - len(pads):]
+    return reflect_crop(x, [-before for before, _ in pads], [n + b + a for n, (b, a) in zip(sizes, pads)])
+
+
+
 def _cut(x: torch.Tensor, starts: Sequence[int], lengths: Sequence[int], padding: str) -> torch.Tensor:
     """The window ``[channels, *lengths]`` of ``x`` beginning at ``starts`` (may lie partly outside ``x``)."""
     if padding == "reflect":
-        from .image.windows import reflect_crop  # mirror padding of any width, shared with image training
-
         return reflect_crop(x, starts, lengths)
     if padding != "zeros":
         raise ValueError(f"unknown padding {padding!r} (zeros, reflect)")

@@ -53,9 +53,9 @@ def evaluate(model, estimates, musdb, is_wav, references, subset, split, tracks,
     config = EvaluationConfig(out=out, backend=backend, jobs=jobs, force=force, device=device)
     echo = lambda line: click.echo(line, err=True)  # noqa: E731 - progress on stderr, the table on stdout
     if model is not None:
-        from .. import load_model
+        from ..resolve import load_model
 
-        network = load_model(model, device=device)
+        network = load_model(model, device=device, kind="audio")
         result = evaluate_model(network, collection, config, tracks=tracks, device=device, echo=echo)
     else:
         result = evaluate_estimates(estimates, collection, config, tracks=tracks, echo=echo)

@@ -17,10 +17,9 @@ def image():
 @run_options
 def train(recipe, out, overrides, resume, force, no_progress):
     """Train a 2D U-Net as RECIPE says (see recipes/unet2d-*.toml)."""
-    from ..image.train import IMAGE
     from ..train.launch import train_from_recipe
 
-    train_from_recipe(recipe, out, overrides, resume=resume, force=force, kind=IMAGE, progress=not no_progress)
+    train_from_recipe(recipe, out, overrides, resume=resume, force=force, task="image", progress=not no_progress)
 
 
 @image.command()
@@ -39,14 +38,11 @@ def segment(images, model, out, overlay, tile, force, device, no_progress):
 
     A bad image is reported and skipped; the others are still segmented, and the exit code is 1.
     """
-    from ..checkpoint import load_model
-    from ..image.segment import segment_files
-    from ..models.config import UNet2dConfig
     from ..device import resolve_device
+    from ..image.segment import segment_files
+    from ..resolve import load_model
 
-    network = load_model(model, device=resolve_device(device))
-    if not isinstance(network.config, UNet2dConfig):
-        raise WaveUNetError(f"{model}: a Wave-U-Net (audio) checkpoint, not a 2D U-Net; use `waveunet separate`")
+    network = load_model(model, device=resolve_device(device), kind="image")
     errors = segment_files(network, images, out, with_overlay=overlay, tile=tile, force=force,
                            progress=not no_progress)
     if errors:

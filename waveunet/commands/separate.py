@@ -8,6 +8,13 @@ import click
 
 from ..errors import WaveUNetError
 
+#: said once on stderr when the bundled demonstration model separates
+DEMO_NOTICE = (
+    "Note: the bundled 'demo' model is a small demonstration model trained on seconds of audio; expect rough "
+    "results. For a real one, train a recipe on MUSDB18 (`waveunet train recipes/M4.toml --out runs/m4 ...`) "
+    "or import a pretrained PyTorch Wave-U-Net checkpoint (`waveunet import-checkpoint`), then pass it with --model."
+)
+
 
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -29,13 +36,16 @@ def separate(inputs, model, out, format_, bits, sources, device, force, downmix,
     A bad input is reported on one line and skipped; the others are still separated, and the exit
     code is 1.
     """
-    from ..separation import DEMO_NOTICE, is_bundled_demo, load_separation_model, separate_files
+    from ..device import resolve_device
+    from ..resolve import resolve_model
+    from ..separation import separate_files
 
     bits = int(bits)
     if format_ == "flac" and bits == 32:
         raise WaveUNetError("--bits 32: FLAC stores at most 24 bits; use --bits 24 or --format wav")
-    network, name = load_separation_model(model, device)
-    if is_bundled_demo(model):
+    source = resolve_model(model, kind="audio")
+    network, name = source.load(resolve_device(device)), source.name
+    if source.is_demo:
         click.echo(DEMO_NOTICE, err=True)
     chosen = None
     if sources is not None:

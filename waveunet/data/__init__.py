@@ -23,32 +23,27 @@ Typical use (``model`` from :func:`waveunet.build_model`)::
             ...
 """
 
-from .augment import Augmentation
-from .cache import DecodedCache, default_cache_dir, open_cache
-from .config import DataConfig, open_collection, training_examples, validation_examples, validation_tracks
-from .excerpts import TrainingExcerpts, ValidationExcerpts, WholeTracks
-from .folders import TrackFolder
-from .musdb18 import MUSDB18
-from .sampling import StreamSampler
-from .targets import ACCOMPANIMENT, MIXTURE, MUSDB_SOURCES
+#: public name -> the module defining it; imported on first use, so that importing one module of
+#: the package (the trainer takes only ``sampling``) does not import the whole audio pipeline
+_LAZY = {
+    "Augmentation": "augment",
+    "DecodedCache": "cache", "default_cache_dir": "cache", "open_cache": "cache",
+    "DataConfig": "config", "open_collection": "config", "training_examples": "config",
+    "validation_examples": "config", "validation_tracks": "config",
+    "TrainingExcerpts": "excerpts", "ValidationExcerpts": "excerpts", "WholeTracks": "excerpts",
+    "TrackFolder": "folders",
+    "MUSDB18": "musdb18",
+    "StreamSampler": "sampling",
+    "ACCOMPANIMENT": "targets", "MIXTURE": "targets", "MUSDB_SOURCES": "targets",
+}
 
-__all__ = [
-    "ACCOMPANIMENT",
-    "Augmentation",
-    "DataConfig",
-    "DecodedCache",
-    "MIXTURE",
-    "MUSDB18",
-    "MUSDB_SOURCES",
-    "StreamSampler",
-    "TrackFolder",
-    "TrainingExcerpts",
-    "ValidationExcerpts",
-    "WholeTracks",
-    "default_cache_dir",
-    "open_cache",
-    "open_collection",
-    "training_examples",
-    "validation_examples",
-    "validation_tracks",
-]
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_LAZY)

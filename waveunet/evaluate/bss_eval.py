@@ -31,7 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .toeplitz import cpu_threads, solve_block_toeplitz
+from .threads import cpu_threads
+from .toeplitz import solve_block_toeplitz
 
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
 _EPS = torch.finfo(torch.float64).eps
@@ -57,7 +58,7 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, backe
 
     Estimates longer or shorter than the references are truncated or zero-padded at the end, as
     museval does, with a warning. On the CPU, evaluations running at once share torch's threads,
-    and the Levinson recursion runs on one (see :func:`~waveunet.evaluate.toeplitz.cpu_threads`).
+    and the Levinson recursion runs on one (see :func:`~waveunet.evaluate.threads.cpu_threads`).
 
     Args:
         references: true source images [sources, time, channels] (or [sources, time]), numpy

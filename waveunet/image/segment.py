@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,7 +29,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ..atomic import atomic_path
+from ..atomic import AtomicGroup, check_destination
 from ..errors import WaveUNetError
 from ..tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
 from .data import read_image
@@ -47,7 +46,7 @@ def image_tiling(model: nn.Module, tile: int | None = None) -> Tiling:
     Valid-convolution networks get abutting tiles on their pooling grid (exact); padded ones get
     half-overlapping, cross-faded tiles.
     """
-    tile = tile or model.output_size
+    tile = tile or model.output_length
     return faded_tiling(model, tile, dims=2) if model.keeps_size else exact_tiling(model, tile, dims=2)
 
 
@@ -73,7 +72,7 @@ def segment(model: nn.Module, image: torch.Tensor, *, tile: int | None = None, b
     model.eval()
     try:
         height, width = image.shape[-2:]
-        side = tile or model.output_size
+        side = tile or model.output_length
         if model.keeps_size and height <= side and width <= side:
             with torch.inference_mode():
                 device = next(model.parameters()).device
@@ -115,21 +114,13 @@ class SegmentationOutputs:
         return [self.mask] + ([self.overlay] if self.overlay else [])
 
 
-def _check_destination(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise WaveUNetError(f"{path}: is a folder, not a file")
-    if path.exists() and not force:
-        raise WaveUNetError(f"{path}: already exists (use --force to replace it)")
-
-
-def _write_pngs(pictures: Sequence[tuple[Path, np.ndarray]]) -> None:
-    """Write every (path, uint8 array) as PNG: all are encoded to temporary files before any is
-    renamed into place, so an encoding failure leaves no file of the set behind."""
+def _write_pngs(pictures: Sequence[tuple[Path, np.ndarray]], force: bool) -> None:
+    """Write every (path, uint8 array) as PNG, all of them or none (one :class:`AtomicGroup`)."""
     current = pictures[0][0]
     try:
-        with ExitStack() as stack:
+        with AtomicGroup(force=force) as group:
             for current, array in pictures:
-                Image.fromarray(array).save(stack.enter_context(atomic_path(current, ".png")), format="PNG")
+                Image.fromarray(array).save(group.add(current, ".png"), format="PNG")
     except OSError as error:
         raise WaveUNetError(f"{current}: cannot write ({error.strerror or error})") from None
 
@@ -139,7 +130,7 @@ def segment_file(model: nn.Module, path: str | os.PathLike, outputs: Segmentatio
     """Segment one image file and write its class-index mask (and overlay); returns where they went."""
     path = Path(path)
     for destination in outputs.paths:
-        _check_destination(destination, force)
+        check_destination(destination, force)
     classes = model.config.classes
     if classes > 256:
         raise WaveUNetError(f"{path}: a {classes}-class mask does not fit an 8-bit PNG")
@@ -148,7 +139,7 @@ def segment_file(model: nn.Module, path: str | os.PathLike, outputs: Segmentatio
     pictures = [(outputs.mask, labels.numpy().astype(np.uint8))]
     if outputs.overlay is not None:
         pictures.append((outputs.overlay, overlay(image, labels)))
-    _write_pngs(pictures)
+    _write_pngs(pictures, force)
     return outputs
 
 

@@ -1,12 +1,9 @@
-"""Mirror padding and the input/output windows of valid-convolution models.
+"""The input/output windows of valid-convolution models, for training crops and validation.
 
 A U-Net with valid convolutions maps an input window to a smaller output window centred in it
-(572x572 -> 388x388 for Ronneberger et al.); the margin between them is the context. To predict or
-train on output windows that touch the image border, the missing context is mirrored, as in the
-paper's overlap-tile strategy. Mirroring is ``reflect``: the edge pixel is not repeated
-(``[a b c d]`` continues as ``c b | a b c d | c b``), as in ``torch.nn.functional.pad(mode="reflect")``
-and ``numpy.pad(mode="reflect")``. Unlike torch's pad it also works when the context exceeds the
-image (the reflection then folds back again, as numpy's does).
+(572x572 -> 388x388 for Ronneberger et al.); the margin between them is the context. To train on
+output windows that touch the image border, the missing context is mirrored, as in the paper's
+overlap-tile strategy (:func:`waveunet.tiling.reflect_crop`).
 """
 
 from __future__ import annotations
@@ -17,6 +14,7 @@ from typing import Sequence
 import torch
 
 from ..errors import WaveUNetError
+from ..tiling import reflect_crop
 
 
 def as_size(size: int | Sequence[int]) -> tuple[int, int]:
@@ -25,37 +23,6 @@ def as_size(size: int | Sequence[int]) -> tuple[int, int]:
         return size, size
     height, width = size
     return int(height), int(width)
-
-
-def reflect_indices(start: int, length: int, size: int) -> torch.Tensor:
-    """Indices [length] into an axis of ``size`` for positions start..start+length-1, mirrored at both ends.
-
-    The reflected axis is periodic with period 2 * (size - 1); an axis of one sample stays constant.
-    """
-    positions = torch.arange(start, start + length)
-    if size == 1:
-        return torch.zeros_like(positions)
-    period = 2 * (size - 1)
-    folded = positions.remainder(period)
-    return torch.where(folded >= size, period - folded, folded)
-
-
-def reflect_crop(x: torch.Tensor, starts: Sequence[int], lengths: Sequence[int]) -> torch.Tensor:
-    """A window of the last ``len(starts)`` dims of x, mirrored where it leaves the tensor.
-
-    Each window dim d covers positions starts[d]..starts[d]+lengths[d]-1, which may be negative or
-    beyond the end. Leading dims are kept: [..., *lengths].
-    """
-    dims = range(x.dim() - len(starts), x.dim())
-    for dim, start, length in zip(dims, starts, lengths):
-        x = x.index_select(dim, reflect_indices(start, length, x.shape[dim]))
-    return x
-
-
-def reflect_pad(x: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
-    """x mirrored by (before, after) samples on each of its last ``len(pads)`` dims, any amount."""
-    sizes = x.shape[x.dim() - len(pads):]
-    return reflect_crop(x, [-before for before, _ in pads], [n + b + a for n, (b, a) in zip(sizes, pads)])
 
 
 @dataclass(frozen=True)

@@ -13,26 +13,33 @@ from typing import Any
 
 from ..errors import WaveUNetError
 
-CHOICES = {
+#: the allowed values of each string field, per config class
+WAVE_U_NET_CHOICES = {
     "growth": ("add", "double"),
     "padding": ("valid", "same"),
-    "downsample": ("decimate", "conv", "sinc", "maxpool"),
-    "upsample": ("linear", "learned", "transposed", "sinc", "bilinear"),
+    "downsample": ("decimate", "conv", "sinc"),
+    "upsample": ("linear", "learned", "transposed", "sinc"),
     "norm": ("none", "batch", "group"),
     "activation": ("leaky_relu", "relu"),
     "output": ("direct", "difference"),
     "output_activation": ("tanh", "linear"),
     "layout": ("paper", "pytorch"),
+}
+UNET2D_CHOICES = {
+    "growth": ("add", "double"),
+    "padding": ("valid", "same"),
+    "norm": ("none", "batch"),
+    "upsample": ("transposed", "bilinear"),
     "merge": ("crop", "pad"),
+    "activation": ("leaky_relu", "relu"),
 }
 
 
-def _check_choices(config) -> None:
-    for f in dataclasses.fields(config):
-        allowed = CHOICES.get(f.name)
-        value = getattr(config, f.name)
-        if allowed and value not in allowed:
-            raise ValueError(f"{type(config).__name__}.{f.name} must be one of {', '.join(allowed)}; got {value!r}")
+def _check_choices(config, choices: dict[str, tuple[str, ...]]) -> None:
+    for name, allowed in choices.items():
+        value = getattr(config, name)
+        if value not in allowed:
+            raise ValueError(f"{type(config).__name__}.{name} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 def feature_widths(features: int, growth: str, count: int) -> list[int]:
@@ -97,9 +104,7 @@ class WaveUNetConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "sources", tuple(self.sources))
-        _check_choices(self)
-        if self.downsample == "maxpool" or self.upsample == "bilinear":
-            raise ValueError("maxpool and bilinear resampling are for the 2D U-Net")
+        _check_choices(self, WAVE_U_NET_CHOICES)
         if self.padding == "same" and "sinc" in (self.downsample, self.upsample):
             raise ValueError("sinc resampling needs valid padding")
         if self.upsample in ("linear", "learned") and self.resample_factor != 2:
@@ -137,7 +142,8 @@ class UNet2dConfig:
         bottleneck_stages: conv stages at the bottom of the U: the first widens to ``F_L``, any
             further ones keep that width (the padded variant has two).
         pool_ceil: ceil-mode pooling (odd sizes keep their last row/column).
-        upsample: ``transposed`` (the paper's 2x2 up-convolution halving the channels) or ``bilinear``.
+        upsample: ``transposed`` (the paper's 2x2 up-convolution halving the channels) or
+            ``bilinear`` (bilinear interpolation, then a 1x1 conv halving the channels).
         merge: ``crop`` (crop the skip to the up-sampled map) or ``pad`` (resize the up-sampled
             map to the skip's size).
         output_size: desired output tile side (pixels) of a training example.
@@ -163,11 +169,7 @@ class UNet2dConfig:
     name: str = "custom"
 
     def __post_init__(self):
-        _check_choices(self)
-        if self.upsample not in ("transposed", "bilinear"):
-            raise ValueError("UNet2dConfig.upsample must be transposed or bilinear")
-        if self.norm == "group":
-            raise ValueError("UNet2dConfig.norm must be none or batch")
+        _check_choices(self, UNET2D_CHOICES)
         if self.bottleneck_stages < 1:
             raise ValueError("UNet2dConfig.bottleneck_stages must be at least 1")
 

@@ -1,4 +1,4 @@
-"""Build a model from a preset name or a config."""
+"""Models from configs: a preset name or a config (with fields overridden) -> a freshly initialised network."""
 
 from __future__ import annotations
 
@@ -18,14 +18,15 @@ def list_presets() -> list[str]:
     return list(PRESETS)
 
 
-def resolve_config(preset_or_config: str | WaveUNetConfig | UNet2dConfig, **overrides):
-    """The config of a preset (or the config itself), with ``overrides`` replaced."""
-    if isinstance(preset_or_config, str):
-        if preset_or_config not in PRESETS:
-            raise WaveUNetError(f"unknown preset {preset_or_config!r}; presets: {', '.join(PRESETS)}")
-        config = PRESETS[preset_or_config]
-    else:
-        config = preset_or_config
+def preset(name: str) -> WaveUNetConfig | UNet2dConfig:
+    """The config of the preset called ``name``; :class:`WaveUNetError` naming the presets if there is none."""
+    if name not in PRESETS:
+        raise WaveUNetError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def with_overrides(config: WaveUNetConfig | UNet2dConfig, **overrides) -> WaveUNetConfig | UNet2dConfig:
+    """``config`` with the fields in ``overrides`` replaced (checked: unknown fields and bad values raise)."""
     if not overrides:
         return config
     known = {f.name for f in dataclasses.fields(config)}
@@ -48,5 +49,9 @@ def model_from_config(config: WaveUNetConfig | UNet2dConfig) -> nn.Module:
 
 
 def build_model(preset_or_config: str | WaveUNetConfig | UNet2dConfig, **overrides) -> nn.Module:
-    """``build_model("M4")``, ``build_model("M4", channels=1)`` or ``build_model(WaveUNetConfig(...))``."""
-    return model_from_config(resolve_config(preset_or_config, **overrides))
+    """``build_model("M4")``, ``build_model("M4", channels=1)`` or ``build_model(WaveUNetConfig(...))``.
+
+    The weights are freshly initialised; to load trained ones use :func:`waveunet.load_model`.
+    """
+    config = preset(preset_or_config) if isinstance(preset_or_config, str) else preset_or_config
+    return model_from_config(with_overrides(config, **overrides))

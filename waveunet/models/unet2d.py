@@ -1,9 +1,9 @@
 """The 2D U-Net for image segmentation, assembled from the same blocks as the Wave-U-Net.
 
 Ronneberger, Fischer & Brox, "U-Net: Convolutional Networks for Biomedical Image Segmentation",
-MICCAI 2015 (arXiv:1505.04597): valid 3x3 convolutions, 2x2 max-pooling, 2x2 up-convolutions
-that halve the channels, crop-and-concatenate, a 1x1 classifier. The padded variant (BatchNorm,
-same convolutions, the up-sampled map resized to the skip) keeps the image size.
+MICCAI 2015 (arXiv:1505.04597), Figure 1: valid 3x3 convolutions, 2x2 max-pooling, 2x2
+up-convolutions that halve the channels, crop-and-concatenate, a 1x1 classifier. The padded variant
+(BatchNorm, same convolutions, the up-sampled map resized to the skip) keeps the image size.
 
 ``forward(x)``: ``[batch, in_channels, H, W]`` -> ``[batch, classes, H', W']``.
 """
@@ -13,53 +13,46 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import sizes
-from ..blocks import ConvStage, DownBlock, MaxPool, TransposedUpsample, UNet, UpBlock
+from ..blocks import ConvLayer, ConvStage, DownBlock, InterpolateUpsample, MaxPool, TransposedUpsample, UNet, UpBlock
+from ..blocks import collect_size_ops
+from ..sizes import SizedNetwork, SizePaths
 from .config import UNet2dConfig
-from .sizing import SizedNetwork
-
-
-class _Bilinear(nn.Module):
-    """Bilinear up-sampling by 2 followed by a 1x1 conv that halves the channels."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
-        self.conv = nn.Conv2d(in_channels, out_channels, 1)
-        self.size_ops = [sizes.Upsample(2, "same")]
-
-    def forward(self, x):
-        return self.conv(self.up(x))
 
 
 class UNet2d(SizedNetwork, nn.Module):
-    """The U-Net for ``config.classes`` classes (see :class:`UNet2dConfig`)."""
+    """The U-Net for ``config.classes`` classes (see :class:`UNet2dConfig`); parts ``unet`` and ``classifier``."""
 
     def __init__(self, config: UNet2dConfig):
         super().__init__()
         self.config = c = config
-        w, L = c.widths, c.levels
-        opts = dict(padding=c.padding, norm=c.norm, activation=c.activation, bias=c.bias)
+        F, L = c.widths, c.levels
+        conv = dict(padding=c.padding, norm=c.norm, activation=c.activation, bias=c.bias)
 
-        def stage(n_in, n_out):
-            return ConvStage(2, n_in, n_out, c.kernel, depth=c.depth, mid_channels=n_out // 2 if c.half_first else None,
-                             **opts)
+        def stage_widths(n_in: int, n_out: int) -> list[int]:
+            # `depth` convs to n_out channels; the padded variant's first conv outputs half of them
+            first = n_out // 2 if c.half_first and c.depth > 1 else n_out
+            return [n_in, first] + [n_out] * (c.depth - 1)
 
-        def upsample(n_in, n_out):
+        def upsample(n_in: int, n_out: int) -> nn.Module:
             if c.upsample == "bilinear":
-                return _Bilinear(n_in, n_out)
-            return TransposedUpsample(2, n_in, n_out, 2, 2)
+                return InterpolateUpsample(2, n_in, n_out)
+            return TransposedUpsample(2, n_in, n_out, kernel=2, stride=2)  # the paper's 2x2 up-convolution
 
-        down = [DownBlock(stage(c.in_channels if i == 0 else w[i - 1], w[i]), MaxPool(2, 2, c.pool_ceil))
-                for i in range(L)]
-        up = [UpBlock(upsample(w[L - i], w[L - 1 - i]), stage(2 * w[L - 1 - i], w[L - 1 - i]), merge=c.merge)
-              for i in range(L)]
-        bottleneck = stage(w[L - 1], w[L])
-        if c.bottleneck_stages > 1:  # a single stage stays unwrapped: its state-dict keys do not change
-            bottleneck = nn.Sequential(bottleneck, *(stage(w[L], w[L]) for _ in range(c.bottleneck_stages - 1)))
+        # contracting path, level i: [B, F_{i-1}, h, w] --convs--> skip [B, F_i, h - 4, w - 4] --pool--> [B, F_i, h/2 - 2, w/2 - 2]
+        down = [DownBlock(stage=ConvStage(2, stage_widths(c.in_channels if i == 0 else F[i - 1], F[i]), c.kernel, **conv),
+                          resample=MaxPool(2, 2, c.pool_ceil)) for i in range(L)]
+        # bottleneck: [B, F_{L-1}, h, w] --convs--> [B, F_L, h - 4, w - 4] (the padded variant: more stages at F_L)
+        widths = stage_widths(F[L - 1], F[L])
+        for _ in range(c.bottleneck_stages - 1):
+            widths += stage_widths(F[L], F[L])[1:]
+        bottleneck = ConvStage(2, widths, c.kernel, **conv)
+        # expanding path: [B, F_{level+1}, h, w] --up-conv--> [B, F_level, 2h, 2w] --concat skip--> [B, 2 F_level, 2h, 2w]
+        #   --convs--> [B, F_level, 2h - 4, 2w - 4]
+        up = [UpBlock(resample=upsample(F[level + 1], F[level]),
+                      stage=ConvStage(2, stage_widths(2 * F[level], F[level]), c.kernel, **conv), merge=c.merge)
+              for level in reversed(range(L))]
         self.unet = UNet(down, bottleneck, up)
-        self.classifier = nn.Conv2d(w[0], c.classes, 1)
-        self.classifier.size_ops = [sizes.Conv(1)]
+        self.classifier = ConvLayer(2, F[0], c.classes, 1, activation="linear")  # [B, F_0, h, w] -> [B, classes, h, w]
         self.training_sizes = self.sizes(c.output_size)
 
     @property
@@ -67,22 +60,12 @@ class UNet2d(SizedNetwork, nn.Module):
         """Padded networks that resize up-sampled maps to the skip output any input size unchanged."""
         return self.config.padding == "same" and self.config.merge == "pad"
 
-    def size_ops(self) -> tuple[list, list, list]:
-        """(contracting, bottleneck, expanding + classifier) size ops per image side."""
+    def size_paths(self) -> SizePaths:
+        """Size ops per image side of the contracting path, the bottleneck and the expanding path plus classifier."""
         if self.keeps_size:
-            return [], [], []  # resizing to the skip undoes whatever the pooling rounded
-        down, bottleneck, up = self.unet.size_ops()
-        return down, bottleneck, up + self.classifier.size_ops
-
-    @property
-    def input_size(self) -> int:
-        """Input side of a training tile."""
-        return self.training_sizes.input_length
-
-    @property
-    def output_size(self) -> int:
-        """Output side of a training tile."""
-        return self.training_sizes.output_length
+            return SizePaths([], [], [])  # resizing to the skip undoes whatever the pooling rounded
+        down, bottleneck, up = self.unet.size_paths()
+        return SizePaths(down, bottleneck, up + collect_size_ops(self.classifier))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for side in x.shape[-2:]:

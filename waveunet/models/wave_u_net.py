@@ -1,11 +1,14 @@
 """The Wave-U-Net: end-to-end source separation on the waveform.
 
 Stoller, Ewert & Dixon, "Wave-U-Net: A Multi-Scale Neural Network for End-to-End Audio Source
-Separation", ISMIR 2018 (arXiv:1806.03185), and the authors' later PyTorch re-implementation
-(``layout="pytorch"``). Built from :mod:`waveunet.blocks` with ``dim=1``.
+Separation", ISMIR 2018 (arXiv:1806.03185), Section 3 and Table 1. Built from
+:mod:`waveunet.blocks` with ``dim=1``; the authors' later PyTorch re-implementation
+(``layout = "pytorch"``) is in :mod:`.wave_u_net_pytorch`.
 
 Shapes: the mixture is ``[batch, channels, input_length]``; the estimates are
 ``[batch, sources, channels, output_length]``, the centre ``output_length`` samples of the input.
+Notation as in the paper: ``L`` levels, feature widths ``F_i`` (``F_i = F_c (i + 1)``), down
+kernel ``f_d`` = 15, up kernel ``f_u`` = 5; lengths ``n`` are those of valid ("context") mode.
 """
 
 from __future__ import annotations
@@ -13,91 +16,57 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import sizes
-from ..blocks import (ConvLayer, ConvStage, Decimate, DownBlock, LearnedUpsample, LinearUpsample,
-                      SincResample, TransposedUpsample, UNet, UpBlock, center_crop, crop_and_concat,
-                      make_activation, make_norm)
+from ..blocks import ConvLayer, ConvStage, DownBlock, UNet, UpBlock, center_crop, collect_size_ops, crop_and_concat
+from ..blocks import make_activation
+from ..sizes import SizedNetwork, SizePaths
 from .config import WaveUNetConfig
-from .sizing import SizedNetwork
-
-
-def _layer_options(c: WaveUNetConfig) -> dict:
-    return dict(padding=c.padding, norm=c.norm, activation=c.activation, negative_slope=c.negative_slope,
-                norm_momentum=c.norm_momentum)
-
-
-def _downsample(c: WaveUNetConfig, channels: int) -> nn.Module:
-    if c.downsample == "decimate":
-        return Decimate(1, c.resample_factor, c.padding)
-    if c.downsample == "sinc":
-        return SincResample(channels, c.resample_factor)
-    return ConvLayer(1, channels, channels, c.down_kernel, stride=c.resample_factor, **_layer_options(c))
-
-
-def _upsample(c: WaveUNetConfig, channels: int) -> nn.Module:
-    if c.upsample == "linear":
-        return LinearUpsample(c.padding)
-    if c.upsample == "learned":
-        return LearnedUpsample(channels, c.padding)
-    if c.upsample == "sinc":
-        return SincResample(channels, c.resample_factor, up=True)
-    # Valid mode follows the PyTorch Wave-U-Net's learned resampling (padding kernel-1); same mode
-    # uses a kernel equal to the stride, which maps n -> factor * n.
-    kernel, padding = (c.up_kernel, c.up_kernel - 1) if c.padding == "valid" else (c.resample_factor, 0)
-    return nn.Sequential(TransposedUpsample(1, channels, channels, kernel, c.resample_factor, padding),
-                         make_norm(c.norm, 1, channels, c.norm_momentum),
-                         make_activation(c.activation, c.negative_slope))
+from .resampling import conv_options, downsampler, upsampler
+from .wave_u_net_pytorch import pytorch_unet
 
 
 def paper_unet(c: WaveUNetConfig) -> UNet:
-    """The paper's U-Net: level i convolves to ``F_i`` (kernel 15), keeps the skip, decimates;
-    the expanding path up-samples, concatenates ``[crop(skip), h]`` and convolves (kernel 5)."""
-    w, L, opts = c.widths, c.levels, _layer_options(c)
-    down = [DownBlock(ConvStage(1, c.channels if i == 0 else w[i - 1], w[i], c.down_kernel, depth=c.depth, **opts),
-                      _downsample(c, w[i])) for i in range(L)]
-    bottleneck = ConvStage(1, w[L - 1], w[L], c.down_kernel, depth=c.depth, **opts)
-    up = [UpBlock(_upsample(c, w[L - i]),
-                  ConvStage(1, w[L - i] + w[L - 1 - i], w[L - 1 - i], c.up_kernel, depth=c.depth, **opts))
-          for i in range(L)]
+    """The paper's U-Net (Table 1): ``L`` levels of one conv each, down and up."""
+    F, L, f_d, f_u, conv = c.widths, c.levels, c.down_kernel, c.up_kernel, conv_options(c)
+    down = []
+    for i in range(L):
+        below = c.channels if i == 0 else F[i - 1]
+        # DS block i: [B, F_{i-1}, n] --conv f_d--> skip [B, F_i, n - f_d + 1] --decimate--> [B, F_i, (n - f_d) / 2 + 1]
+        down.append(DownBlock(stage=ConvStage(1, [below] + [F[i]] * c.depth, f_d, **conv),
+                              resample=downsampler(c, F[i])))
+    # bottleneck: [B, F_{L-1}, n] --conv f_d--> [B, F_L, n - f_d + 1]
+    bottleneck = ConvStage(1, [F[L - 1]] + [F[L]] * c.depth, f_d, **conv)
+    up = []
+    for level in reversed(range(L)):
+        # US block: [B, F_{level+1}, n] --interpolate--> [B, F_{level+1}, 2n - 1]
+        #   --concat crop(skip_level)--> [B, F_level + F_{level+1}, 2n - 1] --conv f_u--> [B, F_level, 2n - f_u]
+        up.append(UpBlock(resample=upsampler(c, F[level + 1]),
+                          stage=ConvStage(1, [F[level] + F[level + 1]] + [F[level]] * c.depth, f_u, **conv)))
     return UNet(down, bottleneck, up)
 
 
-def pytorch_unet(c: WaveUNetConfig) -> UNet:
-    """The PyTorch re-implementation's U-Net: each level convolves to ``F_i``, keeps the skip,
-    convolves to ``F_{i+1}`` and resamples; each up level resamples, convolves, concatenates
-    ``[crop(skip), crop(h)]`` and convolves again (all kernels ``down_kernel``)."""
-    w, L, k, opts = c.widths, c.levels, c.down_kernel, _layer_options(c)
-    down = [DownBlock(ConvStage(1, c.channels if i == 0 else w[i], w[i], k, **opts),
-                      nn.Sequential(ConvStage(1, w[i], w[i + 1], k, **opts), _downsample(c, w[i + 1])))
-            for i in range(L)]
-    bottleneck = nn.Sequential(*(ConvLayer(1, w[L], w[L], k, **opts) for _ in range(c.depth)))
-    up = [UpBlock(nn.Sequential(_upsample(c, w[L - i]), ConvStage(1, w[L - i], w[L - 1 - i], k, **opts)),
-                  ConvStage(1, 2 * w[L - 1 - i], w[L - 1 - i], k, **opts))
-          for i in range(L)]
-    return UNet(down, bottleneck, up)
+#: layout -> (U-Net builder, whether the cropped mixture joins the last feature map before the output conv)
+LAYOUTS = {"paper": (paper_unet, True), "pytorch": (pytorch_unet, False)}
 
 
 class SourceNet(nn.Module):
-    """One U-Net and its output convolution, predicting ``outputs`` sources.
+    """One U-Net (``unet``) and its ``output`` convolution, predicting ``outputs`` sources.
 
-    ``[batch, channels, T] -> [batch, outputs * channels, T']``. In the paper's layout the cropped
-    mixture is concatenated to the last feature map before the output convolution.
+    ``[batch, channels, n] -> [batch, outputs * channels, n']``. In the paper's layout the cropped
+    mixture is concatenated to the last feature map before the output convolution (Section 3.1).
     """
 
     def __init__(self, c: WaveUNetConfig, outputs: int):
         super().__init__()
-        self.unet = paper_unet(c) if c.layout == "paper" else pytorch_unet(c)
-        self.with_mixture = c.layout == "paper"
-        head_in = c.widths[0] + (c.channels if self.with_mixture else 0)
-        pad = (c.output_kernel - 1) // 2 if c.padding == "same" else 0
-        self.output_conv = nn.Conv1d(head_in, outputs * c.channels, c.output_kernel, padding=pad)
-        self.output_conv.size_ops = [sizes.Conv(c.output_kernel, 1, c.padding)]
+        build_unet, self.with_mixture = LAYOUTS[c.layout]
+        self.unet = build_unet(c)
+        head = c.widths[0] + (c.channels if self.with_mixture else 0)
+        self.output = ConvLayer(1, head, outputs * c.channels, c.output_kernel, padding=c.padding, activation="linear")
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
-        h = self.unet(mix)
+        h = self.unet(mix)  # [B, F_0, n']
         if self.with_mixture:
-            h = crop_and_concat(mix, h)
-        return self.output_conv(h)
+            h = crop_and_concat(mix, h)  # [B, channels + F_0, n']
+        return self.output(h)  # [B, outputs * channels, n']
 
 
 class WaveUNet(SizedNetwork, nn.Module):
@@ -111,6 +80,9 @@ class WaveUNet(SizedNetwork, nn.Module):
     centre of the input (valid padding) or as long as the input (same padding). With a
     ``difference`` output the last source is ``crop(mix) - sum(others)`` exactly (in training
     mode; at inference linear outputs are then clipped to [-1, 1]).
+
+    Submodules: ``nets`` holds one :class:`SourceNet` per estimated source (``separate``) or one
+    for all of them (``nets.all``).
     """
 
     def __init__(self, config: WaveUNetConfig):
@@ -124,32 +96,20 @@ class WaveUNet(SizedNetwork, nn.Module):
         self.output_activation = make_activation(c.output_activation)
         self.training_sizes = self.sizes(c.output_length)
 
-    def size_ops(self) -> tuple[list, list, list]:
-        """(contracting, bottleneck, expanding + output conv) size ops; every source net has the same."""
-        first = next(iter(self.nets.values()))
-        down, bottleneck, up = first.unet.size_ops()
-        return down, bottleneck, up + first.output_conv.size_ops
-
-    @property
-    def input_length(self) -> int:
-        """Input length of a training example."""
-        return self.training_sizes.input_length
-
-    @property
-    def output_length(self) -> int:
-        """Output length of a training example."""
-        return self.training_sizes.output_length
-
-    # --- forward ---
+    def size_paths(self) -> SizePaths:
+        """Size ops of the contracting path, the bottleneck and the expanding path plus the output conv."""
+        first = next(iter(self.nets.values()))  # every source net has the same sizes
+        down, bottleneck, up = first.unet.size_paths()
+        return SizePaths(down, bottleneck, up + collect_size_ops(first.output))
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         out_length = self.check_input_length(mix.shape[-1])
         batch, channels = mix.shape[0], self.config.channels
-        estimates = torch.cat([net(mix) for net in self.nets.values()], dim=1)
-        estimates = self.output_activation(estimates.view(batch, -1, channels, out_length))
+        estimates = torch.cat([net(mix) for net in self.nets.values()], dim=1)  # [B, K' * C, n']
+        estimates = self.output_activation(estimates.view(batch, -1, channels, out_length))  # [B, K', C, n']
         if self.config.output == "difference":
-            rest = center_crop(mix, [out_length]) - estimates.sum(dim=1)
-            estimates = torch.cat([estimates, rest.unsqueeze(1)], dim=1)
+            rest = center_crop(mix, [out_length]) - estimates.sum(dim=1)  # the last source: what the others leave
+            estimates = torch.cat([estimates, rest.unsqueeze(1)], dim=1)  # [B, K, C, n']
         if not self.training and self.config.output_activation == "linear":
             estimates = estimates.clamp(-1.0, 1.0)
         return estimates

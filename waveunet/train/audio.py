@@ -1,4 +1,4 @@
-"""Audio source separation as a training task: the recipe, the losses and the validation.
+"""Audio source separation with the Wave-U-Net as a task of the shared trainer: recipe, loss, validation.
 
 A Wave-U-Net recipe has four tables::
 
@@ -28,7 +28,7 @@ from .config import REGRESSION_LOSSES, TrainConfig
 from .distributed import Processes
 from .optim import regression_loss
 from .stream import IndexedBatches, to_device
-from .trainer import Task
+from .trainer import Task, TaskKind
 
 #: recipe keys holding paths; relative paths in a recipe file are relative to that file
 PATH_KEYS = ["data.root", "data.valid_root", "data.cache_dir"]
@@ -107,3 +107,6 @@ def build_audio_task(recipe: AudioRecipe, processes: Processes, device: torch.de
                 validate=ValidationLoss(valid, criterion, train.valid_batch_size),
                 log_examples=AudioExamples(valid, config.sources, config.sample_rate, train.log_examples),
                 metadata=metadata)
+
+
+TASK = TaskKind(AudioRecipe, build_audio_task, PATH_KEYS)

@@ -10,44 +10,43 @@
 Everything that can fail because of the recipe or the data fails in steps 1-4, before the run
 folder is touched.
 
-A task kind (:class:`TaskKind`) names its recipe dataclass (which must have ``model`` and
-``train: TrainConfig`` fields), the function that builds a :class:`~waveunet.train.trainer.Task`
-from it, and the recipe keys that hold paths.
+A task is named by a key of :data:`TASKS` (``audio``, ``image``); its module defines ``TASK``, a
+:class:`~waveunet.train.trainer.TaskKind`, and is imported only when that task runs.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import WaveUNetError
 from . import distributed
-from .audio import PATH_KEYS, AudioRecipe, build_audio_task
 from .config import RUN_CONTROL_KEYS
 from .recipe import apply_overrides, dump_toml, expand_preset, from_dict, load_toml, resolve_paths, to_dict
 from .rundir import RunDir
 from .state import seed_everything
-from .trainer import Trainer, TrainResult
+from .trainer import TaskKind, Trainer, TrainResult
+
+#: task name -> the module that defines its ``TASK``
+TASKS = {"audio": "waveunet.train.audio", "image": "waveunet.train.image"}
 
 
-@dataclass(frozen=True)
-class TaskKind:
-    recipe_class: type
-    build_task: Callable
-    path_keys: Sequence[str] = ()
+def task_kind(task: str) -> TaskKind:
+    """The :class:`TaskKind` called ``task`` (its module imported now)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r} ({', '.join(TASKS)})")
+    return importlib.import_module(TASKS[task]).TASK
 
 
-AUDIO = TaskKind(AudioRecipe, build_audio_task, PATH_KEYS)
-
-
-def read_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), kind: TaskKind = AUDIO):
-    """The typed recipe at ``path`` with ``overrides`` (``section.key=value``) applied.
+def read_recipe(path: str | os.PathLike, overrides: Sequence[str] = (), task: str = "audio"):
+    """The typed recipe of ``task`` at ``path`` with ``overrides`` (``section.key=value``) applied.
 
     Paths in the file are relative to the file; paths given in ``overrides`` are relative to the
     working directory.
     """
+    kind = task_kind(task)
     path = Path(path)
     table = resolve_paths(load_toml(path), list(kind.path_keys), path.resolve().parent)
     table = resolve_paths(apply_overrides(table, list(overrides)), list(kind.path_keys), Path.cwd())
@@ -78,10 +77,11 @@ def check_same_recipe(run: RunDir, resolved: dict) -> None:
 
 
 def train_from_recipe(recipe_path: str | os.PathLike, out: str | os.PathLike, overrides: Sequence[str] = (), *,
-                      resume: bool = False, force: bool = False, kind: TaskKind = AUDIO,
+                      resume: bool = False, force: bool = False, task: str = "audio",
                       progress: bool = True) -> TrainResult:
-    """Train as ``recipe_path`` (plus ``overrides``) says, into the run folder ``out``."""
-    recipe = read_recipe(recipe_path, overrides, kind)
+    """Train ``task`` (``audio`` or ``image``) as ``recipe_path`` (plus ``overrides``) says, into the run folder ``out``."""
+    kind = task_kind(task)
+    recipe = read_recipe(recipe_path, overrides, task)
     resolved = to_dict(recipe)
     run = RunDir(Path(out))
     run.check(resume=resume, force=force)
@@ -92,12 +92,12 @@ def train_from_recipe(recipe_path: str | os.PathLike, out: str | os.PathLike, ov
         seed_everything(recipe.train.seed)  # the same initial weights on every rank
         if not processes.is_main:
             distributed.barrier(processes)  # wait for rank 0 to build the data cache
-        task = kind.build_task(recipe, processes, device)
+        work = kind.build_task(recipe, processes, device)
         if processes.is_main:
             run.prepare(resume=resume, force=force)
             run.write_config(f"# resolved from {Path(recipe_path).resolve()}\n" + dump_toml(resolved))
             distributed.barrier(processes)
-        trainer = Trainer(task, recipe.train, run, processes, device, progress=progress)
+        trainer = Trainer(work, recipe.train, run, processes, device, progress=progress)
         return trainer.fit(resume=resume)
     finally:
         distributed.teardown()

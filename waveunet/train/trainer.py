@@ -74,6 +74,21 @@ class Task:
     metadata: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TaskKind:
+    """A kind of task the trainer can run (``waveunet.train.audio.TASK``, ``waveunet.train.image.TASK``).
+
+    Attributes:
+        recipe_class: the recipe dataclass; it must have ``model`` and ``train: TrainConfig`` fields.
+        build_task: ``(recipe, processes, device) -> Task``.
+        path_keys: dotted recipe keys holding paths (relative paths in a recipe file are relative to it).
+    """
+
+    recipe_class: type
+    build_task: Callable
+    path_keys: tuple[str, ...] = ()
+
+
 @dataclass
 class Progress:
     """Where the run is; saved in ``last.pt``.
@@ -383,4 +398,4 @@ class _StopSignals:
         return False
 
 
-__all__ = ["Task", "Trainer", "TrainResult", "Progress"]
+__all__ = ["Task", "TaskKind", "Trainer", "TrainResult", "Progress"]

@@ -1,4 +1,4 @@
-"""Image segmentation as a task of the shared trainer (:mod:`waveunet.train`).
+"""Image segmentation with the 2D U-Net as a task of the shared trainer: recipe, loss, validation.
 
 An image recipe has these tables::
 
@@ -27,18 +27,17 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import WaveUNetError
 from ..models.config import UNet2dConfig
 from ..models.registry import model_from_config
-from ..train.config import SEGMENTATION_LOSSES, TrainConfig
-from ..train.distributed import Processes
-from ..train.launch import TaskKind
-from ..train.stream import IndexedBatches, to_device
-from ..train.trainer import Task
-from .augment import AugmentConfig
-from .data import ImageDataConfig, LabelledImage, SegmentationFolder
-from .datasets import IGNORE_INDEX, RandomCrops, ValidationWindows
-from .losses import segmentation_loss
-from .metrics import confusion_matrix, segmentation_metrics
-from .weights import WeightMapConfig
-from .windows import WindowShape
+from .config import SEGMENTATION_LOSSES, TrainConfig
+from .distributed import Processes
+from .stream import IndexedBatches, to_device
+from .trainer import Task, TaskKind
+from ..image.augment import AugmentConfig
+from ..image.data import ImageDataConfig, LabelledImage, SegmentationFolder
+from ..image.datasets import IGNORE_INDEX, RandomCrops, ValidationWindows
+from ..image.losses import segmentation_loss
+from ..image.metrics import confusion_matrix, segmentation_metrics
+from ..image.weights import WeightMapConfig
+from ..image.windows import WindowShape
 
 #: recipe keys holding paths; relative paths in a recipe file are relative to that file
 PATH_KEYS = ["data.root"]
@@ -139,7 +138,7 @@ def validation_shape(model: nn.Module, images: Sequence[LabelledImage], limit: i
     whole mirror-padded image, whatever its size; off the grid they differ slightly.
     """
     smallest = min(min(example.mask.shape) for example in images)
-    sides = range(model.output_size, max(model.output_size, min(limit, smallest)) + 1, model.length_step)
+    sides = range(model.output_length, max(model.output_length, min(limit, smallest)) + 1, model.length_step)
 
     def window(side: int) -> WindowShape:
         sizes = model.sizes(side)
@@ -164,7 +163,7 @@ def build_image_task(recipe: ImageRecipe, processes: Processes, device: torch.de
     train_images, valid_images = data.load()
     if not len(valid_images):
         raise WaveUNetError(f"{data.root}: no validation images (set data.valid_fraction or data.valid_names)")
-    shape = WindowShape.of(model.input_size, model.output_size)
+    shape = WindowShape.of(model.input_length, model.output_length)
     crops = RandomCrops(train_images.examples, shape, epoch_size=train.epoch_size * train.batch_size,
                         num_classes=config.classes, augmentation=recipe.augmentation,
                         weight_map=recipe.weight_map, seed=train.seed)
@@ -182,4 +181,4 @@ def build_image_task(recipe: ImageRecipe, processes: Processes, device: torch.de
                 log_examples=SegmentationExamples(windows, train.log_examples), metadata=metadata)
 
 
-IMAGE = TaskKind(ImageRecipe, build_image_task, PATH_KEYS)
+TASK = TaskKind(ImageRecipe, build_image_task, PATH_KEYS)

@@ -1,11 +1,11 @@
-"""Separating songs: a Wave-U-Net over audio of any length, rate and channel count.
+"""Applying a Wave-U-Net to a whole song: which windows, and the streaming engine.
 
 The mixture is brought to the model's rate (torchaudio's sinc resampling) and channel count, cut into
 windows by :func:`waveunet.tiling.tiled_forward`, and the estimates are brought back to the input's
 rate and length. Everything streams: the song goes through in blocks of a few seconds (resampled
 block-wise, exactly as a whole-song resampling would, see :class:`waveunet.audio.StreamResampler`),
-so :func:`separate_file` holds a few blocks, never the song, and its memory does not grow with the
-song's length.
+so memory does not grow with the song's length. :func:`separate` is the in-memory entry point;
+:mod:`.files` reads and writes files around :func:`separate_stream`.
 
 Which windows (see :func:`inference_tiling`):
 
@@ -22,19 +22,17 @@ Which windows (see :func:`inference_tiling`):
 from __future__ import annotations
 
 import math
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from .audio import AtomicGroup, StreamResampler, audio_info, match_channels, read_audio
-from .device import resolve_device
-from .errors import WaveUNetError
-from .tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
+from ..audio import StreamResampler, match_channels
+from ..device import resolve_device
+from ..errors import WaveUNetError
+from ..resolve import check_kind
+from ..tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
 
 #: output seconds per window for translation-equivariant models (see benchmarks/separate.py)
 WINDOW_SECONDS = 8.0
@@ -44,21 +42,6 @@ BATCH_SIZE = 1
 CUDA_BATCH_SIZE = 16
 #: seconds of audio read, resampled and written at a time
 BLOCK_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class SeparatedFile:
-    """What :func:`separate_file` wrote for one input."""
-
-    input: Path
-    outputs: dict[str, Path]
-    duration: float  # seconds of audio
-    elapsed: float  # seconds of processing
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing time over audio duration (below 1: faster than real time)."""
-        return self.elapsed / self.duration
 
 
 def translation_equivariant(config) -> bool:
@@ -166,7 +149,7 @@ def _model_length(model: nn.Module, length: int, sample_rate: int) -> int:
 
 
 @contextmanager
-def _evaluating(model: nn.Module, device: torch.device):
+def evaluating(model: nn.Module, device: torch.device):
     """``model`` in eval mode on ``device`` in full float32, its training mode restored afterwards.
 
     cuDNN would otherwise convolve in TF32 (a 10-bit mantissa): 7e-3 off the float32 result for the
@@ -182,12 +165,12 @@ def _evaluating(model: nn.Module, device: torch.device):
         torch.backends.cudnn.allow_tf32 = tf32
 
 
-def _check_model(model: nn.Module) -> None:
-    from .models.wave_u_net import WaveUNet
-
-    if not isinstance(model, WaveUNet):
-        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
-        raise WaveUNetError(f"model {name}: not a Wave-U-Net (audio) model; images are segmented with `waveunet image segment`")
+def check_audio_model(model: nn.Module) -> None:
+    """:class:`WaveUNetError` unless ``model`` is a Wave-U-Net (audio) model."""
+    config = getattr(model, "config", None)
+    if config is None:
+        raise WaveUNetError(f"model {type(model).__name__}: not a waveunet model (it has no config)")
+    check_kind(config, "audio", f"model {config.name}")
 
 
 def separate(
@@ -214,7 +197,7 @@ def separate(
     Returns:
         ``{source: [model channels, time]}`` at ``sample_rate``, as long as ``audio``.
     """
-    _check_model(model)
+    check_audio_model(model)
     audio = torch.as_tensor(audio)
     if audio.dim() == 1:
         audio = audio.unsqueeze(0)
@@ -223,175 +206,7 @@ def separate(
     if not torch.isfinite(audio).all():
         raise WaveUNetError("audio: contains NaN or infinite samples")
     mixture = match_channels(audio.float(), model.config.channels, downmix)
-    with _evaluating(model, resolve_device(device)):
+    with evaluating(model, resolve_device(device)):
         estimates = torch.cat(list(separate_stream(model, [mixture], sample_rate, mixture.shape[-1],
                                                    window=window, batch_size=batch_size)), -1)
     return dict(zip(model.config.sources, estimates))
-
-
-def output_paths(track_dir: Path, sources: Sequence[str], format: str) -> dict[str, Path]:
-    """``<track_dir>/<source>.<format>`` for each source."""
-    return {source: track_dir / f"{source}.{format}" for source in sources}
-
-
-def separate_file(
-    path: str | Path,
-    model: nn.Module,
-    out: str | Path,
-    *,
-    sources: Sequence[str] | None = None,
-    format: str = "wav",
-    bits: int = 16,
-    device: str | torch.device | None = None,
-    force: bool = False,
-    downmix: bool = False,
-    window: int | None = None,
-    batch_size: int | None = None,
-    progress: bool = True,
-) -> SeparatedFile:
-    """Separate an audio file into ``<out>/<track name>/<source>.<format>``, streaming.
-
-    The file is read, resampled, separated and written block by block; the outputs appear together
-    when the whole song is done (nothing is left behind if anything fails). Existing outputs are
-    kept unless ``force``. ``sources`` selects which estimates to write (default all); ``bits`` is
-    16, 24 or 32 (float WAV). Raises :class:`WaveUNetError` naming the file for anything wrong with
-    the input or the output folder.
-    """
-    _check_model(model)
-    path = Path(path)
-    config = model.config
-    sources = list(config.sources if sources is None else sources)
-    unknown = [s for s in sources if s not in config.sources]
-    if unknown:
-        raise WaveUNetError(f"sources: {', '.join(unknown)} not among the model's sources ({', '.join(config.sources)})")
-    info = audio_info(path)
-    if info.frames == 0:
-        raise WaveUNetError(f"{path}: audio file is empty (zero samples)")
-    if info.channels > 2 and not downmix:
-        raise WaveUNetError(f"{path}: has {info.channels} channels; only mono and stereo are supported (use --downmix)")
-    targets = output_paths(Path(out) / path.stem, sources, format)
-    if not force:
-        existing = [p for p in targets.values() if p.exists()]
-        if existing:
-            raise WaveUNetError(f"{existing[0]}: already exists (use --force to overwrite)")
-
-    device = resolve_device(device)
-    track_dir = Path(out) / path.stem
-    created = not track_dir.exists()
-    try:
-        track_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise WaveUNetError(f"{track_dir}: cannot create output folder ({error.strerror})") from None
-    block = max(1, round(BLOCK_SECONDS * info.sample_rate))
-
-    def mixture() -> Iterator[torch.Tensor]:
-        for begin in range(0, info.frames, block):
-            audio, _ = read_audio(path, begin, block)
-            yield match_channels(audio, config.channels, downmix, name=str(path))
-
-    bar = _ProgressBar(path.stem, info.duration, enabled=progress)
-    began = time.perf_counter()
-    try:
-        with _evaluating(model, device), AtomicGroup(overwrite=force) as group:
-            writers = {s: group.open_stream(p, info.sample_rate, config.channels, format, bits) for s, p in targets.items()}
-            for estimates in separate_stream(model, mixture(), info.sample_rate, info.frames,
-                                             window=window, batch_size=batch_size,
-                                             progress=bar.update_to):
-                for source, estimate in zip(config.sources, estimates):
-                    if source in writers:
-                        writers[source].write(estimate)
-    except BaseException:
-        if created and track_dir.is_dir() and not any(track_dir.iterdir()):
-            track_dir.rmdir()
-        raise
-    finally:
-        bar.close()
-    return SeparatedFile(path, targets, info.duration, time.perf_counter() - began)
-
-
-class _ProgressBar:
-    """A tqdm bar over seconds of audio (or nothing, when disabled)."""
-
-    def __init__(self, name: str, seconds: float, enabled: bool = True):
-        self._bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=round(seconds, 1), desc=name, unit="s", leave=False, dynamic_ncols=True,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s [{elapsed}<{remaining}]")
-
-    def update_to(self, seconds: float) -> None:
-        if self._bar is not None:
-            self._bar.update(min(seconds, self._bar.total) - self._bar.n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-# ------------------------------------------------------------------------------------ many files
-
-#: said once on stderr when the bundled demonstration model separates
-DEMO_NOTICE = (
-    "Note: the bundled 'demo' model is a small demonstration model trained on seconds of audio; expect rough "
-    "results. For a real one, train a recipe on MUSDB18 (`waveunet train recipes/M4.toml --out runs/m4 ...`) "
-    "or import a pretrained PyTorch Wave-U-Net checkpoint (`waveunet import-checkpoint`), then pass it with --model."
-)
-
-
-def load_separation_model(name_or_path: str, device: str | torch.device | None = None) -> tuple[nn.Module, str]:
-    """A Wave-U-Net from a bundled name or checkpoint file, and the name its outputs go under.
-
-    The name is the bundled name or the file's stem (``separated/<name>`` is the default output folder).
-    """
-    from .checkpoint import load_model
-
-    model = load_model(name_or_path, device=resolve_device(device))
-    from .models.config import WaveUNetConfig
-
-    if not isinstance(model.config, WaveUNetConfig):
-        raise WaveUNetError(f"{name_or_path}: a 2D U-Net (image) checkpoint, not a Wave-U-Net; use `waveunet image segment`")
-    return model, Path(str(name_or_path)).stem
-
-
-def is_bundled_demo(name_or_path: str) -> bool:
-    """Whether ``name_or_path`` picks the bundled demonstration model."""
-    from .checkpoint import PRETRAINED_DIR, resolve_checkpoint
-
-    try:
-        return resolve_checkpoint(name_or_path).resolve() == (PRETRAINED_DIR / "demo.pt").resolve()
-    except WaveUNetError:
-        return False
-
-
-def separate_files(
-    paths: Sequence[str | Path],
-    model: nn.Module,
-    out: str | Path,
-    *,
-    echo: Callable[[str, bool], None],
-    **options,
-) -> tuple[list[SeparatedFile], list[WaveUNetError]]:
-    """:func:`separate_file` for each path; a failing input is reported and the others still run.
-
-    ``echo(line, is_error)`` receives one line per input and a summary line with the real-time
-    factor. Returns what was written and the errors.
-    """
-    done, errors = [], []
-    for path in paths:
-        try:
-            result = separate_file(path, model, out, **options)
-        except WaveUNetError as error:
-            errors.append(error)
-            echo(f"Error: {error}", True)
-            continue
-        done.append(result)
-        folder = next(iter(result.outputs.values())).parent
-        echo(f"{result.input} -> {folder}/ ({', '.join(p.name for p in result.outputs.values())}): "
-             f"{result.duration:.1f} s of audio in {result.elapsed:.1f} s", False)
-    if done:
-        audio = sum(r.duration for r in done)
-        elapsed = sum(r.elapsed for r in done)
-        echo(f"Separated {len(done)} of {len(paths)} file(s), {audio:.1f} s of audio in {elapsed:.1f} s: "
-             f"real-time factor {elapsed / audio:.3f} ({audio / elapsed:.1f}x faster than real time)", False)
-    return done, errors

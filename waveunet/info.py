@@ -1,4 +1,4 @@
-"""What a model is: parameters, sizes, context, receptive field and compute (``waveunet info``).
+"""What ``waveunet info`` says about a model: parameters, sizes, context, receptive field and compute (``waveunet info``).
 
 Everything is derived without touching real weights: the model is built on PyTorch's ``meta``
 device (shapes only, no memory), its sizes come from :mod:`waveunet.sizes`, and the
@@ -17,25 +17,11 @@ import torch
 from torch import nn
 
 from .blocks import SincResample
-from .checkpoint import read_checkpoint
 from .errors import WaveUNetError
-from .models.config import UNet2dConfig, WaveUNetConfig, config_from_dict, config_kind
-from .models.presets import PRESETS
+from .models.config import UNet2dConfig, WaveUNetConfig, config_kind
+from .models.presets import DESCRIPTIONS
 from .models.registry import model_from_config
-
-
-def resolve_model_config(name_or_path: str | os.PathLike) -> tuple[WaveUNetConfig | UNet2dConfig, dict]:
-    """(config, metadata) of a preset name, a bundled checkpoint name or a checkpoint path."""
-    if str(name_or_path) in PRESETS:
-        return PRESETS[str(name_or_path)], {}
-    try:
-        ckpt = read_checkpoint(name_or_path)
-    except WaveUNetError as error:
-        if not os.path.exists(name_or_path) and os.sep not in str(name_or_path):
-            raise WaveUNetError(f"{name_or_path}: neither a preset ({', '.join(PRESETS)}) nor a checkpoint") from None
-        raise error
-    config = config_from_dict(ckpt["config"], source=ckpt["path"])
-    return config, {**ckpt.get("metadata", {}), "checkpoint": ckpt["path"]}
+from .resolve import bundled_models, resolve_model
 
 
 def meta_model(config: WaveUNetConfig | UNet2dConfig) -> nn.Module:
@@ -103,7 +89,8 @@ def describe(name_or_path: str | os.PathLike, output_length: int | None = None) 
         output_length: desired output length in samples (audio) or tile side in pixels (image);
             default: the config's training size. The actual one is the smallest valid one >= it.
     """
-    config, metadata = resolve_model_config(name_or_path)
+    source = resolve_model(name_or_path, presets=True)
+    config = source.config
     if output_length is not None:
         field = "output_length" if isinstance(config, WaveUNetConfig) else "output_size"
         if output_length < 1:
@@ -126,8 +113,8 @@ def describe(name_or_path: str | os.PathLike, output_length: int | None = None) 
             input_size=[side, side], output_size=[size.output_length] * 2, context=size.context,
             receptive_field=_receptive_field(config, model), keeps_size=model.keeps_size,
             in_channels=config.in_channels, classes=config.classes, macs=macs)
-    if metadata:
-        info.update(checkpoint=metadata["checkpoint"], step=metadata.get("step"))
+    if source.checkpoint is not None:
+        info.update(checkpoint=str(source.path), step=source.metadata.get("step"))
     return info
 
 
@@ -167,4 +154,13 @@ def format_info(info: dict[str, Any]) -> str:
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
 
-__all__ = ["describe", "format_info", "count_macs", "count_parameters", "meta_model", "resolve_model_config"]
+def list_models() -> str:
+    """What ``waveunet info`` without a model prints: the presets, each with its line, and the bundled models."""
+    width = max(map(len, DESCRIPTIONS))
+    lines = ["Presets (waveunet info NAME for details; build_model(NAME) in Python):"]
+    lines += [f"  {name:<{width}}  {line}" for name, line in DESCRIPTIONS.items()]
+    lines.append(f"Bundled models: {', '.join(bundled_models()) or 'none'} (waveunet info NAME; --model NAME)")
+    return "\n".join(lines)
+
+
+__all__ = ["describe", "format_info", "list_models", "count_macs", "count_parameters", "meta_model"]
