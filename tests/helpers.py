@@ -1,7 +1,7 @@
 """Numbers and snippets several test files share."""
 
-# preset: (parameters, input length/side, output length/side), from shared/specs/wave-u-net.md,
-# shared/specs/wave-u-net-pytorch.md (69,910,152 trainable: the fixed sinc filters are buffers here)
+# preset: (parameters, input length/side, output length/side), from docs/specs/wave-u-net.md,
+# docs/specs/wave-u-net-pytorch.md (69,910,152 trainable: the fixed sinc filters are buffers here)
 # and the foundation issue; None: the padded U-Net keeps any size.
 SPEC_NUMBERS = {
     "M1": (10_263_028, 16384, 16384),

@@ -1,6 +1,6 @@
 """Importing (and exporting) checkpoints of the PyTorch Wave-U-Net re-implementation.
 
-``Reference`` below re-states that implementation from ``shared/specs/wave-u-net-pytorch.md``
+``Reference`` below re-states that implementation from ``docs/specs/wave-u-net-pytorch.md``
 (module names, state-dict layout and forward pass), independently of our blocks, so that the
 importer is checked against the reference's own arithmetic and not only against itself.
 """

@@ -110,3 +110,13 @@ def test_mac_counts_by_hand():
     up = m * (4 + 2) * 2 * 5                         # conv on [skip, h] -> 2, kernel 5
     output = m * (2 + 2) * 2 * 1                     # [mixture, h] -> 2 channels x 1 source
     assert count_macs(model, torch.empty(1, 2, n)) == down + bottleneck + up + output
+
+
+def test_info_without_a_model_lists_the_presets_with_what_they_are():
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name in PRESETS:
+        assert any(line.split()[:1] == [name] for line in lines), name
+    assert any(line.startswith("  M4 ") and "best singing-voice model" in line for line in lines)
+    assert lines[-1].startswith("Bundled models: demo")

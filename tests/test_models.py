@@ -96,9 +96,14 @@ def test_linear_output_is_clipped_at_inference_only():
 
 def test_tanh_output_and_same_padding():
     model = small("M1").train()
+    with torch.no_grad():
+        model.nets["all"].output.conv.bias.fill_(3.0)  # pre-activations far outside [-1, 1]
     mix = torch.rand(1, 1, model.input_length)
     out = model(mix)
-    assert model.input_length == model.output_length == 16384 and out.abs().max() < 1
+    pre = model.nets["all"](mix).view(out.shape)  # the output conv, before the activation
+    assert model.input_length == model.output_length == 16384
+    assert pre.abs().max() > 2 and out.abs().max() < 1
+    torch.testing.assert_close(out, torch.tanh(pre))
 
 
 def test_one_network_per_source():
@@ -143,3 +148,19 @@ def test_bad_configs_and_overrides():
         build_model("M4", levelz=3)
     assert isinstance(build_model("M4", levels=2), WaveUNet)
     assert isinstance(waveunet.build_model("unet2d-ronneberger", features=4), UNet2d)
+
+
+def test_unet2d_with_bilinear_upsampling():
+    model = build_model("unet2d-padded", in_channels=1, levels=2, features=4, upsample="bilinear").eval()
+    assert isinstance(model.unet.up[0].resample, waveunet.blocks.InterpolateUpsample)
+    assert model.unet.up[0].resample.conv.kernel_size == (1, 1)
+    image = torch.rand(1, 1, 37, 50)
+    assert model(image).shape == (1, 2, 37, 50)  # padded: any size in, the same size out
+    # the up-sampling is bilinear interpolation with aligned corners, then the 1x1 conv
+    up, h = model.unet.up[0].resample, torch.randn(1, 16, 5, 7)
+    expected = up.conv(torch.nn.functional.interpolate(h, size=(10, 14), mode="bilinear", align_corners=True))
+    torch.testing.assert_close(up(h), expected)
+    with pytest.raises(WaveUNetError, match="upsample must be one of transposed, bilinear"):
+        build_model("unet2d-padded", upsample="linear")
+    with pytest.raises(WaveUNetError, match="upsample must be one of linear, learned, transposed, sinc"):
+        build_model("M4", upsample="bilinear")

@@ -35,11 +35,29 @@ def test_sizes_are_the_smallest_at_least_desired():
         s = sizes.unet_sizes(*ops, desired)
         assert s.output_length >= desired
         assert sizes.output_length_for(*ops, s.input_length) == s.output_length
+        for smaller in range(max(1, s.bottleneck_length - 3000), s.bottleneck_length):  # every shorter bottleneck
+            try:
+                assert sizes.forward_length(ops[2], smaller) < desired
+            except SizeError:
+                pass
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_sizes_match_a_search_over_every_input_length(padding):
+    """The smallest input length that a small U-Net takes and that gives at least the desired output,
+    found by trying every input length, is the one :func:`unet_sizes` computes."""
+    ops = paper_ops(levels=3, padding=padding, down_kernel=5, up_kernel=3)
+    outputs = {}
+    for n in range(1, 400):
         try:
-            one_less = sizes.forward_length(ops[2], s.bottleneck_length - 1)
+            outputs[n] = sizes.output_length_for(*ops, n)
         except SizeError:
-            continue
-        assert one_less < desired
+            pass
+    assert len(outputs) > 10
+    for desired in range(1, 200):
+        smallest = min(n for n, m in outputs.items() if m >= desired)
+        s = sizes.unet_sizes(*ops, desired)
+        assert (s.input_length, s.output_length) == (smallest, outputs[smallest])
 
 
 def test_same_mode_input_equals_output_multiple_of_two_to_the_levels():

@@ -1,0 +1,79 @@
+"""A training run stopped by SIGINT or SIGTERM (what cluster schedulers send before a kill) saves
+``checkpoints/last.pt`` after the step it is in, says so, and resumes from there.
+
+The run is a real ``python -m waveunet.train`` subprocess, sent a real signal mid-way.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from waveunet.checkpoint import read_checkpoint
+
+from helpers import TINY_MODEL
+
+DATA = Path(__file__).resolve().parent / "data" / "musdb18hq-sample"
+
+RECIPE = TINY_MODEL + f"""
+[data]
+format = "musdb-hq"
+root = "{DATA}"
+train_split = "all"
+valid_split = "all"
+
+[train]
+batch_size = 2
+epoch_size = 1000000   # one endless epoch: only the signal stops it
+workers = 0
+log_every = 1
+"""
+
+
+def start_training(tmp_path: Path, *extra: str) -> subprocess.Popen:
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text(RECIPE)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "waveunet.train", str(recipe), "--out", str(tmp_path / "run"),
+                             "--no-progress", "--set", f'data.cache_dir="{tmp_path / "cache"}"', *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def wait_for_steps(run: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Until the run has logged training steps to TensorBoard (so it is inside the training loop)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = list((run / "tensorboard").glob("events.*")) if (run / "tensorboard").is_dir() else []
+        if events and events[0].stat().st_size > 200:
+            return
+        if process.poll() is not None:
+            pytest.fail(f"training ended early: {process.stdout.read()}")
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("training did not start within the timeout")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_training_cleanly_and_the_run_resumes(tmp_path, sig):
+    run = tmp_path / "run"
+    process = start_training(tmp_path)
+    wait_for_steps(run, process)
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=120)
+    assert f"({signal.Signals(sig).name}; continue with --resume)" in output, output
+    assert "Traceback" not in output
+    last = read_checkpoint(run / "checkpoints" / "last.pt", full=True)
+    stopped_at = last["training"]["progress"]["step"]
+    assert stopped_at >= 1 and last["metadata"]["step"] == stopped_at
+
+    resumed = start_training(tmp_path, "--resume", "--set", f"train.max_steps={stopped_at + 2}")
+    output, _ = resumed.communicate(timeout=180)
+    assert resumed.returncode == 0, output
+    assert f"stopped after {stopped_at + 2} steps (train.max_steps" in output
+    assert read_checkpoint(run / "checkpoints" / "last.pt", full=True)["training"]["progress"]["step"] == stopped_at + 2
