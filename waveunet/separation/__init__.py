@@ -6,9 +6,9 @@
 """
 
 from .apply import (BATCH_SIZE, BLOCK_SECONDS, CUDA_BATCH_SIZE, WINDOW_SECONDS, inference_tiling, separate,
-                    separate_stream, translation_equivariant)
+                    separate_stream, stem_names, translation_equivariant)
 from .files import SeparatedFile, output_paths, separate_file, separate_files
 
-__all__ = ["separate", "separate_stream", "separate_file", "separate_files", "SeparatedFile", "inference_tiling",
+__all__ = ["separate", "separate_stream", "stem_names", "separate_file", "separate_files", "SeparatedFile", "inference_tiling",
            "translation_equivariant", "output_paths", "WINDOW_SECONDS", "BATCH_SIZE", "CUDA_BATCH_SIZE",
            "BLOCK_SECONDS"]

@@ -73,6 +73,11 @@ def inference_tiling(model: nn.Module, window: int | None = None, length: int | 
     return exact_tiling(model, window)
 
 
+def stem_names(config) -> tuple[str, ...]:
+    """The stems :func:`separate_stream` yields for a model of ``config``, in order."""
+    return tuple(config.sources)
+
+
 def separate_stream(
     model: nn.Module,
     blocks: Iterable[torch.Tensor],
@@ -93,7 +98,8 @@ def separate_stream(
         progress: called with the seconds of audio separated so far.
 
     Yields:
-        the estimates, ``[sources, model channels, n]`` blocks at ``sample_rate``, ``length`` samples in all.
+        the estimates, ``[stems, model channels, n]`` blocks at ``sample_rate``, ``length`` samples in
+        all; the stems are :func:`stem_names`.
     """
     rate = model.config.sample_rate
     if batch_size is None:
@@ -209,4 +215,4 @@ def separate(
     with evaluating(model, resolve_device(device)):
         estimates = torch.cat(list(separate_stream(model, [mixture], sample_rate, mixture.shape[-1],
                                                    window=window, batch_size=batch_size)), -1)
-    return dict(zip(model.config.sources, estimates))
+    return dict(zip(stem_names(model.config), estimates))

@@ -22,7 +22,7 @@ from ..audio import audio_info, match_channels, open_stream, read_audio
 from ..device import resolve_device
 from ..errors import WaveUNetError
 from ..progress import SecondsBar
-from .apply import BLOCK_SECONDS, check_audio_model, evaluating, separate_stream
+from .apply import BLOCK_SECONDS, check_audio_model, evaluating, separate_stream, stem_names
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,11 @@ def separate_file(
     check_audio_model(model)
     path = Path(path)
     config = model.config
-    sources = list(config.sources if sources is None else sources)
-    unknown = [s for s in sources if s not in config.sources]
+    stems = stem_names(config)
+    sources = list(stems if sources is None else sources)
+    unknown = [s for s in sources if s not in stems]
     if unknown:
-        raise WaveUNetError(f"sources: {', '.join(unknown)} not among the model's sources ({', '.join(config.sources)})")
+        raise WaveUNetError(f"sources: {', '.join(unknown)} not among the model's sources ({', '.join(stems)})")
     info = audio_info(path)
     if info.frames == 0:
         raise WaveUNetError(f"{path}: audio file is empty (zero samples)")
@@ -107,7 +108,7 @@ def separate_file(
             writers = {s: open_stream(group, p, info.sample_rate, config.channels, format, bits) for s, p in targets.items()}
             for estimates in separate_stream(model, mixture(), info.sample_rate, info.frames,
                                              window=window, batch_size=batch_size, progress=bar.update_to):
-                for source, estimate in zip(config.sources, estimates):
+                for source, estimate in zip(stems, estimates):
                     if source in writers:
                         writers[source].write(estimate)
     except BaseException:
