@@ -338,6 +338,27 @@ def test_training_state_with_numpy_scalars_is_read_but_not_arbitrary_objects(tmp
     assert "Python objects" in refusal(tmp_path / "obj.pth")
 
 
+@pytest.mark.parametrize("module", [b"numpy.core.multiarray", b"numpy._core.multiarray"])
+def test_numpy_scalars_pickled_under_numpy_1_or_2_are_read(tmp_path, module):
+    """Reference checkpoints saved under NumPy 1 name the scalar reconstructor
+    ``numpy.core.multiarray.scalar``, under NumPy 2 ``numpy._core.multiarray.scalar``: both load,
+    whichever NumPy runs here."""
+    import re
+    import zipfile
+
+    path = tmp_path / "ref.pth"
+    torch.save({"model_state_dict": Reference(**SPEC_EXAMPLE).state_dict(), "state": {"step": np.int64(42)}}, path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {info: archive.read(info) for info in archive.infolist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries.items():
+            if info.filename.endswith("data.pkl"):  # protocol 2: GLOBAL opcodes name the module as text
+                data = re.sub(rb"numpy\.(_)?core\.multiarray\n", module + b"\n", data)
+                assert module + b"\nscalar" in data
+            archive.writestr(info, data)
+    assert import_pytorch_checkpoint(path).metadata["step"] == 42
+
+
 def test_refuses_weights_that_do_not_fit(tmp_path):
     reference = Reference(**SPEC_EXAMPLE)
     state = reference.state_dict()
