@@ -22,6 +22,8 @@ import os
 import re
 import secrets
 import shutil
+import signal
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -72,6 +74,35 @@ def check_free_space(folder: str | os.PathLike, needed: int, what: str = "the ou
     """:class:`NoSpaceError` unless ``folder``'s file system has ``needed`` bytes free."""
     if free_space(folder) < needed:
         raise NoSpaceError(folder, needed, what, ahead=True)
+
+
+@contextmanager
+def signals_held():
+    """Within, SIGINT and SIGTERM wait; after, they take effect as they would have.
+
+    For steps an exception must not cut in two: moving a group's files into place, and libsndfile
+    encoding, which calls back into Python to write (an exception a signal handler raised there,
+    Ctrl-C's ``KeyboardInterrupt``, would be swallowed by cffi and turn into a failed write). A
+    signal is only noted meanwhile (blocking it would not do: torch's threads would take it, and
+    Python would run the handler at once anyway); afterwards the handler it would have met runs.
+    """
+    if threading.current_thread() is not threading.main_thread():  # handlers run in the main thread only
+        yield
+        return
+    received: list[tuple[int, object]] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append((signum, frame)))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum, frame in received[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 def _umask() -> int:
@@ -242,6 +273,11 @@ def _discard(pending: list[tuple[Temporary, Any]]) -> None:
 
 def _commit(pending: list[tuple[Temporary, Any]]) -> None:
     """Move every temporary file into place; on failure undo the moves done and restore what they replaced."""
+    with signals_held():  # Ctrl-C must not leave the group half in place
+        _move_into_place(pending)
+
+
+def _move_into_place(pending: list[tuple[Temporary, Any]]) -> None:
     placed: list[tuple[Path, Path | None]] = []  # (destination, backup of what it replaced)
     destination = pending[0][0].destination if pending else None
     try:

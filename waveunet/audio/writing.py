@@ -28,7 +28,7 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from ..atomic import NO_SPACE, AtomicGroup, NoSpaceError, check_destination
+from ..atomic import NO_SPACE, AtomicGroup, NoSpaceError, check_destination, signals_held
 from ..errors import WaveUNetError
 from ..progress import format_bytes
 from .reading import libsndfile_reason
@@ -235,19 +235,27 @@ class BlockWriter:
         self.format = format = format.lower()
         kind = subtype(format, bits, self.name)
         check_format(format, bits, quality)
-        self.frames = self.clipped = 0
+        self.frames = self.clipped = self._size = 0
         self._io = _ReportingFile(self.file)
         try:
-            self._file = sf.SoundFile(self._io, "w", samplerate=int(sample_rate), channels=int(channels), subtype=kind,
-                                      format=FORMATS[format], compression_level=compression_level(format, quality))
+            with signals_held():
+                self._file = sf.SoundFile(self._io, "w", samplerate=int(sample_rate), channels=int(channels),
+                                          subtype=kind, format=FORMATS[format],
+                                          compression_level=compression_level(format, quality))
         except _ENCODER_ERRORS as error:
             self._io.close()
             self._fail(error, "encode")
 
     @property
     def bytes(self) -> int:
-        """Bytes written to the file so far."""
-        return self._io.size() if not self._io.closed else self.file.stat().st_size
+        """Bytes written to the file so far (what it had when closed, after that)."""
+        self._keep_size()
+        return self._size
+
+    def _keep_size(self) -> None:
+        # after a failure the file is gone, but its size tells what the whole one would have needed
+        if not self._io.closed:
+            self._size = self._io.size()
 
     def write(self, audio: torch.Tensor) -> None:
         """Append ``[channels, n]`` samples (clipped to [-1, 1])."""
@@ -261,7 +269,8 @@ class BlockWriter:
             self.clipped += beyond
             samples = samples.clamp(-1.0, 1.0)
         try:
-            self._file.write(samples.T.numpy())
+            with signals_held():
+                self._file.write(samples.T.numpy())
         except _ENCODER_ERRORS as error:
             self._fail(error, "encode")
         self.frames += samples.shape[-1]
@@ -270,9 +279,11 @@ class BlockWriter:
         """Finish the file."""
         if not self._file.closed:
             try:
-                self._file.close()
+                with signals_held():
+                    self._file.close()
             except _ENCODER_ERRORS as error:
                 self._fail(error, "finish")
+        self._keep_size()
         self._io.close()
         if self._io.error is not None:  # the last bytes (the header) may have failed only now
             self._fail(self._io.error, "finish")
@@ -280,9 +291,11 @@ class BlockWriter:
     def discard(self) -> None:
         """Close and delete the file."""
         try:
-            self._file.close()
+            with signals_held():
+                self._file.close()
         except Exception:  # the file goes away anyway; the original error matters more
             pass
+        self._keep_size()
         self._io.close()
         self.file.unlink(missing_ok=True)
 
