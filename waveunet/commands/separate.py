@@ -36,7 +36,7 @@ OPTIONS = [
                  show_default=True, help="Output format (opus: at 48 kHz unless the input is at 8/12/16/24 kHz)."),
     click.option("--bits", type=click.Choice(["16", "24", "32"]), default=None,
                  help="Bits per sample of wav/flac (32: float wav)  [default: 16]"),
-    click.option("--quality", type=click.FloatRange(0, 10), default=None, metavar="0-10",
+    click.option("--quality", type=click.FloatRange(0, 10), default=None, metavar="Q",
                  help="mp3/ogg/opus quality, 10 best (libsndfile's compression level 1 - quality/10)  "
                       "[default: libsndfile's]"),
     click.option("--sources", default=None, metavar="NAME,...", help="Stems to write (default: all the model's)."),
