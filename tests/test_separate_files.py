@@ -17,22 +17,11 @@ from waveunet.audio import write_audio
 from waveunet.audio.writing import BlockWriter, check_capacity, compression_level, encoded_bytes, output_rate
 from waveunet.cli import main
 from waveunet.errors import WaveUNetError
-from waveunet.separation import separate_file, separate_files
+from waveunet.separation import FileOptions, separate_file, separate_files
 from waveunet.separation.files import SeparatedFile, _done_line
 from waveunet.separation.naming import check_template
 
-RATE = 22050
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return waveunet.build_model("M4", levels=6, features=8).eval()
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, model):
-    return waveunet.save_model(model, tmp_path_factory.mktemp("ckpt") / "small.pt")
+from test_separate import checkpoint, model  # noqa: F401 (fixtures: the same small M4, and its checkpoint file)
 
 
 def write_song(path, seconds=0.5, rate=44100, channels=2, seed=0, level=0.3):
@@ -324,6 +313,8 @@ def test_the_python_api_passes_engine_options_through(model, tmp_path):
     assert [r.input for r in result.done] == [song]
     with pytest.raises(TypeError, match="unknown separation options: colour"):
         separate_files([song], model, tmp_path / "out", echo=lambda *_: None, colour="blue")
+    options = FileOptions.of({"format": "flac", "window": 3000})
+    assert (options.format, options.engine) == ("flac", {"window": 3000})
 
 
 # ----------------------------------------------------------------------------------- what is printed

@@ -28,7 +28,7 @@ import inspect
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
@@ -91,6 +91,44 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class FileOptions:
+    """How a run reads its inputs and writes their stems (the keyword options of :func:`separate_file`).
+
+    Attributes:
+        sources: the stems to write (default: all the engine yields).
+        format: ``wav``, ``flac``, ``mp3``, ``ogg`` or ``opus``; ``bits``: 16, 24 or 32 (float WAV),
+            for wav/flac; ``quality``: 0-10 for mp3/ogg/opus (None: libsndfile's default).
+        filename: the ``--filename`` template (:mod:`.naming`); ``model_name``: its ``{model}``
+            (default: the model's config name).
+        device: where the model runs; ``force``: separate again and replace outputs that are
+            there; ``downmix``: average inputs of more than two channels to mono; ``progress``:
+            show progress bars.
+        engine: keyword options of :func:`~waveunet.separation.apply.separate_stream` and
+            :func:`~waveunet.separation.apply.stem_names` (``window``, ``batch_size``, ...), each
+            getting those it takes.
+    """
+
+    sources: Sequence[str] | None = None
+    format: str = "wav"
+    bits: int = 16
+    quality: float | None = None
+    filename: str = DEFAULT_FILENAME
+    model_name: str | None = None
+    device: str | torch.device | None = None
+    force: bool = False
+    downmix: bool = False
+    progress: bool = True
+    engine: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, options: Mapping) -> "FileOptions":
+        """The options named by :class:`FileOptions`' fields; all others are engine options."""
+        names = {f.name for f in fields(cls)} - {"engine"}
+        return cls(**{k: v for k, v in options.items() if k in names},
+                   engine={k: v for k, v in options.items() if k not in names})
+
+
+@dataclass(frozen=True)
 class _Job:
     """One input, checked and planned: its header, its outputs, the rate and length they get."""
 
@@ -115,10 +153,10 @@ def _accepted(function: Callable, options: Mapping) -> dict:
     return {key: value for key, value in options.items() if key in names}
 
 
-def _chosen_stems(model, sources: Sequence[str] | None, engine: Mapping) -> tuple[tuple[str, ...], list[str]]:
+def _chosen_stems(model, o: FileOptions) -> tuple[tuple[str, ...], list[str]]:
     """All the stems the engine yields, and those to write."""
-    stems = stem_names(model.config, **_accepted(stem_names, engine))
-    chosen = list(stems if sources is None else dict.fromkeys(sources))
+    stems = stem_names(model.config, **_accepted(stem_names, o.engine))
+    chosen = list(stems if o.sources is None else dict.fromkeys(o.sources))
     unknown = [s for s in chosen if s not in stems]
     if unknown or not chosen:
         raise WaveUNetError(f"--sources {','.join(chosen)}: {', '.join(unknown) or 'none'} not among the model's "
@@ -126,17 +164,17 @@ def _chosen_stems(model, sources: Sequence[str] | None, engine: Mapping) -> tupl
     return stems, chosen
 
 
-def _check_header(item: Input, channels: int, format: str, bits: int, downmix: bool) -> tuple[AudioInfo, int, int]:
+def _check_header(item: Input, channels: int, o: FileOptions) -> tuple[AudioInfo, int, int]:
     """The input's header, and the rate and length of its outputs; :class:`WaveUNetError` for a bad input."""
     path = item.path
     info = audio_info(path)
     if info.frames == 0:
         raise WaveUNetError(f"{path}: audio file is empty (zero samples)")
-    if info.channels > 2 and not downmix:
+    if info.channels > 2 and not o.downmix:
         raise WaveUNetError(f"{path}: has {info.channels} channels; only mono and stereo are supported (use --downmix)")
-    rate = output_rate(format, info.sample_rate)
+    rate = output_rate(o.format, info.sample_rate)
     frames = resampled_length(info.frames, info.sample_rate, rate)
-    check_capacity(format, bits, channels, rate, frames, name=path)
+    check_capacity(o.format, o.bits, channels, rate, frames, name=path)
     return info, rate, frames
 
 
@@ -174,11 +212,11 @@ def _to_write(job: _Job, channels: int, force: bool) -> list[str]:
     return missing
 
 
-def _needs(job: _Job, stems: Sequence[str], channels: int, format: str, bits: int) -> dict[Path, int]:
+def _needs(job: _Job, stems: Sequence[str], channels: int, o: FileOptions) -> dict[Path, int]:
     """Bytes the ``stems`` of ``job`` need, per output folder, where known (WAV)."""
     needs: dict[Path, int] = defaultdict(int)
     for stem in stems:
-        size = encoded_bytes(format, bits, job.frames, channels)
+        size = encoded_bytes(o.format, o.bits, job.frames, channels)
         if size is not None:
             needs[job.outputs[stem].parent] += size
     return needs
@@ -198,107 +236,83 @@ def _check_space(needs: Mapping[Path, int], what: str) -> None:
         check_free_space(folder, total, what)
 
 
-def _plan(inputs: Sequence[str | os.PathLike], model, out: Path, *, recursive: bool, sources, format: str, bits: int,
-          quality, filename: str, downmix: bool, force: bool, model_name: str | None, engine: Mapping
+def _plan(inputs: Sequence[str | os.PathLike], model, out: Path, recursive: bool, o: FileOptions
           ) -> tuple[tuple[str, ...], list[_Job], list[_Job], list[tuple[Path, WaveUNetError]]]:
     """Everything checked before any work: ``(stems, jobs to run, jobs already done, failures)``."""
     check_audio_model(model)
-    unknown = set(engine) - set(_accepted(separate_stream, engine)) - set(_accepted(stem_names, engine))
+    unknown = set(o.engine) - set(_accepted(separate_stream, o.engine)) - set(_accepted(stem_names, o.engine))
     if unknown:
         raise TypeError(f"unknown separation options: {', '.join(sorted(unknown))}")
-    check_format(format, bits, quality)
+    check_format(o.format, o.bits, o.quality)
     channels = model.config.channels
-    check_capacity(format, bits, channels, name=f"--format {format}")
-    stems, chosen = _chosen_stems(model, sources, engine)
-    found, problems = find_inputs(inputs, recursive, exclude=out)
-    failures = list(problems)
-    plans = plan_outputs(found, chosen, out, filename, format, model_name or model.config.name)
+    check_capacity(o.format, o.bits, channels, name=f"--format {o.format}")
+    stems, chosen = _chosen_stems(model, o)
+    found, failures = find_inputs(inputs, recursive, exclude=out)
+    plans = plan_outputs(found, chosen, out, o.filename, o.format, o.model_name or model.config.name)
     todo, done = [], []
     for item, outputs in plans.items():
         try:
-            info, rate, frames = _check_header(item, channels, format, bits, downmix)
+            info, rate, frames = _check_header(item, channels, o)
             job = _Job(item, info, outputs, rate, frames)
-            (todo if _to_write(job, channels, force) else done).append(job)
+            (todo if _to_write(job, channels, o.force) else done).append(job)
         except WaveUNetError as error:
             failures.append((item.path, error))
     return stems, todo, done, failures
 
 
-def separate_file(
-    path: str | os.PathLike,
-    model,
-    out: str | os.PathLike,
-    *,
-    sources: Sequence[str] | None = None,
-    format: str = "wav",
-    bits: int = 16,
-    quality: float | None = None,
-    filename: str = DEFAULT_FILENAME,
-    model_name: str | None = None,
-    device: str | torch.device | None = None,
-    force: bool = False,
-    downmix: bool = False,
-    progress: bool = True,
-    **engine,
-) -> SeparatedFile:
+def separate_file(path: str | os.PathLike, model, out: str | os.PathLike, **options) -> SeparatedFile:
     """Separate an audio file into ``<out>/<track name>/<stem>.<format>`` (or as ``filename`` says), streaming.
 
     The file is read, resampled, separated and written block by block; the outputs appear together
     when the whole song is done (nothing is left behind if anything fails). Outputs already there
     and complete are kept (all there: nothing is done, ``written`` is empty); any other file in the
-    way is an error unless ``force``. ``sources`` selects which stems to write (default all);
-    ``bits`` is 16, 24 or 32 (float WAV); ``quality`` 0-10 for mp3/ogg/opus. Other keyword options
-    (``window``, ``batch_size``, ...) go to :func:`~waveunet.separation.apply.separate_stream` and
-    :func:`~waveunet.separation.apply.stem_names`, each getting those it takes. ``model_name`` is
-    the ``{model}`` of ``filename`` (default: the model's config name).
-    Raises :class:`WaveUNetError` naming the file for anything wrong with the input or the output folder.
+    way is an error unless ``force``. ``options``: the fields of :class:`FileOptions` (``sources``,
+    ``format``, ``bits``, ``quality``, ``filename``, ``force``, ...), and the engine's
+    (``window``, ``batch_size``, ...). Raises :class:`WaveUNetError` naming the file for anything
+    wrong with the input or the output folder.
     """
-    out = Path(out)
+    o = FileOptions.of(options)
     if Path(path).is_dir():
         raise WaveUNetError(f"{path}: is a folder (separate_files takes folders)")
-    stems, todo, done, failures = _plan([path], model, out, recursive=False, sources=sources, format=format, bits=bits,
-                                        quality=quality, filename=filename, downmix=downmix, force=force,
-                                        model_name=model_name, engine=engine)
+    stems, todo, done, failures = _plan([path], model, Path(out), False, o)
     if failures:
         raise failures[0][1]
     job = (todo or done)[0]
     for folder in output_folders({job.input: job.outputs}):
         remove_stale_temporaries(folder)
-    return _run(job, model, stems, format=format, bits=bits, quality=quality, device=device, force=force,
-                downmix=downmix, progress=progress, engine=engine)
+    return _run(job, model, stems, o)
 
 
-def _run(job: _Job, model, stems: Sequence[str], *, format: str, bits: int, quality, device, force: bool,
-         downmix: bool, progress: bool, engine: Mapping) -> SeparatedFile:
+def _run(job: _Job, model, stems: Sequence[str], o: FileOptions) -> SeparatedFile:
     """Separate one planned input; its outputs are checked once more first (and skipped if all there)."""
     config, path, info = model.config, job.input.path, job.info
     channels = config.channels
-    chosen = _to_write(job, channels, force)  # again: another process may have written them meanwhile
+    chosen = _to_write(job, channels, o.force)  # again: another process may have written them meanwhile
     if not chosen:
         return SeparatedFile(path, job.outputs, info.duration, 0.0)
     what = f"the outputs of {path}"
-    _check_space(_needs(job, chosen, channels, format, bits), what)
-    device = resolve_device(device)
+    _check_space(_needs(job, chosen, channels, o), what)
+    device = resolve_device(o.device)
     created: list[Path] = []
     block = max(1, round(BLOCK_SECONDS * info.sample_rate))
 
     def mixture() -> Iterator[torch.Tensor]:
         for begin in range(0, info.frames, block):
             audio, _ = read_audio(path, begin, block)
-            yield match_channels(audio, channels, downmix, name=str(path))
+            yield match_channels(audio, channels, o.downmix, name=str(path))
 
-    bar = SecondsBar(path.stem, info.duration, enabled=progress)
+    bar = SecondsBar(path.stem, info.duration, enabled=o.progress)
     began = time.perf_counter()
     writers = {}
     try:
         for folder in output_folders({job.input: {s: job.outputs[s] for s in chosen}}):
             created += make_folders(folder)
         resamplers = {s: StreamResampler(info.sample_rate, job.rate) for s in chosen} if job.rate != info.sample_rate else {}
-        with evaluating(model, device), AtomicGroup(force=force) as group:
+        with evaluating(model, device), AtomicGroup(force=o.force) as group:
             for stem in chosen:
-                writers[stem] = open_stream(group, job.outputs[stem], job.rate, channels, format, bits, quality)
+                writers[stem] = open_stream(group, job.outputs[stem], job.rate, channels, o.format, o.bits, o.quality)
             for estimates in separate_stream(model, mixture(), info.sample_rate, info.frames, progress=bar.update_to,
-                                             **_accepted(separate_stream, engine)):
+                                             **_accepted(separate_stream, o.engine)):
                 for stem, estimate in zip(stems, estimates):
                     if stem in writers:
                         writers[stem].write(resamplers[stem].push(estimate) if resamplers else estimate)
@@ -306,8 +320,7 @@ def _run(job: _Job, model, stems: Sequence[str], *, format: str, bits: int, qual
                 writers[stem].write(resampler.flush())
     except NoSpaceError:
         remove_empty_folders(created)
-        raise NoSpaceError(job.outputs[chosen[0]].parent, _estimate(writers, job, format, bits, channels, chosen),
-                           what) from None
+        raise NoSpaceError(job.outputs[chosen[0]].parent, _estimate(writers, job, channels, chosen, o), what) from None
     except BaseException:
         remove_empty_folders(created)
         raise
@@ -317,11 +330,11 @@ def _run(job: _Job, model, stems: Sequence[str], *, format: str, bits: int, qual
     return SeparatedFile(path, job.outputs, info.duration, time.perf_counter() - began, tuple(chosen), clipped)
 
 
-def _estimate(writers: Mapping, job: _Job, format: str, bits: int, channels: int, stems: Sequence[str]) -> int | None:
+def _estimate(writers: Mapping, job: _Job, channels: int, stems: Sequence[str], o: FileOptions) -> int | None:
     """Bytes the outputs need: exact where the format tells, else extrapolated from what was written."""
     total = 0
     for stem in stems:
-        size = encoded_bytes(format, bits, job.frames, channels)
+        size = encoded_bytes(o.format, o.bits, job.frames, channels)
         writer = writers.get(stem)
         if size is None and writer is not None and writer.frames:
             size = round(writer.bytes / writer.frames * job.frames)
@@ -331,62 +344,46 @@ def _estimate(writers: Mapping, job: _Job, format: str, bits: int, channels: int
     return total
 
 
-def separate_files(
-    inputs: Sequence[str | os.PathLike],
-    model,
-    out: str | os.PathLike,
-    *,
-    echo: Echo,
-    recursive: bool = False,
-    sources: Sequence[str] | None = None,
-    format: str = "wav",
-    bits: int = 16,
-    quality: float | None = None,
-    filename: str = DEFAULT_FILENAME,
-    model_name: str | None = None,
-    device: str | torch.device | None = None,
-    force: bool = False,
-    downmix: bool = False,
-    progress: bool = True,
-    **engine,
-) -> BatchResult:
+def separate_files(inputs: Sequence[str | os.PathLike], model, out: str | os.PathLike, *, echo: Echo,
+                   recursive: bool = False, **options) -> BatchResult:
     """Separate every file in ``inputs`` (files, and folders: their audio files; ``recursive``: also their subfolders').
 
     A failing input is reported on one line (``echo(line, True)``) and the others still run; inputs
     whose outputs are all there and complete are skipped (``force`` redoes them). Problems with the
     whole run (format, name clashes, free space) raise :class:`WaveUNetError` before any work. With
     more than one input, a summary line ends the run. An interrupt (``KeyboardInterrupt``) is raised
-    again with a one-line message saying what was kept. Options as for :func:`separate_file`.
+    again with a one-line message saying what was kept. ``options`` as for :func:`separate_file`.
     """
-    out = Path(out)
-    stems, todo, done, failures = _plan(inputs, model, out, recursive=recursive, sources=sources, format=format,
-                                        bits=bits, quality=quality, filename=filename, downmix=downmix, force=force,
-                                        model_name=model_name, engine=engine)
+    o, out = FileOptions.of(options), Path(out)
+    stems, todo, done, failures = _plan(inputs, model, out, recursive, o)
     result = BatchResult(failed=list(failures))
     for _, error in failures:
         echo(f"Error: {error}", True)
-    channels = model.config.channels
-    needs: dict[Path, int] = defaultdict(int)
-    for job in todo:
-        for folder, size in _needs(job, list(job.outputs) if force else _to_write(job, channels, force), channels,
-                                   format, bits).items():
-            needs[folder] += size
-    _check_space(needs, f"the outputs of {len(todo)} file(s)" if len(todo) > 1 else
-                 f"the outputs of {todo[0].input.path}" if todo else "the outputs")
-    _notes(todo, format, echo)
-    for job in done:
-        result.skipped.append(SeparatedFile(job.input.path, job.outputs, job.info.duration, 0.0))
-        echo(f"{job.input.path}: skipped, its outputs are all there (--force separates it again)", False)
+    # first: what killed runs left takes space too
     planned = {job.input: job.outputs for job in [*todo, *done]}
     removed = [p for folder in output_folders(planned) if folder.is_dir() for p in remove_stale_temporaries(folder)]
     if removed:
         folders = ", ".join(dict.fromkeys(str(p.parent) for p in removed))
         echo(f"Note: removed {len(removed)} temporary file(s) that killed runs left behind (in {folders})", True)
-    count = len(todo) + len(done) + len(failures)
-    for number, job in enumerate(todo):
+    channels = model.config.channels
+    needs: dict[Path, int] = defaultdict(int)
+    for job in todo:
         try:
-            separated = _run(job, model, stems, format=format, bits=bits, quality=quality, device=device, force=force,
-                             downmix=downmix, progress=progress, engine=engine)
+            writing = _to_write(job, channels, o.force)
+        except WaveUNetError:  # a file got in the way since the plan: that input fails when its turn comes
+            continue
+        for folder, size in _needs(job, writing, channels, o).items():
+            needs[folder] += size
+    _check_space(needs, f"the outputs of {len(todo)} file(s)" if len(todo) > 1 else
+                 f"the outputs of {todo[0].input.path}" if todo else "the outputs")
+    _notes(todo, o.format, echo)
+    for job in done:
+        result.skipped.append(SeparatedFile(job.input.path, job.outputs, job.info.duration, 0.0))
+        echo(f"{job.input.path}: skipped, its outputs are all there (--force separates it again)", False)
+    count = len(todo) + len(done) + len(failures)
+    for job in todo:
+        try:
+            separated = _run(job, model, stems, o)
         except WaveUNetError as error:
             result.failed.append((job.input.path, error))
             echo(f"Error: {error}", True)
