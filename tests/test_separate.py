@@ -36,7 +36,8 @@ def checkpoint(tmp_path_factory, model):
 @pytest.fixture
 def short_blocks(monkeypatch):
     """Blocks of a fraction of a second, so that a short song streams through many of them."""
-    monkeypatch.setattr(separation, "BLOCK_SECONDS", 0.3)
+    monkeypatch.setattr(separation.apply, "BLOCK_SECONDS", 0.3)
+    monkeypatch.setattr(separation.files, "BLOCK_SECONDS", 0.3)
 
 
 def whole_song(model, song):
@@ -156,7 +157,10 @@ def test_files_are_written_per_track_and_source_at_the_input_rate_and_length(mod
     for source, path in result.outputs.items():
         data, written_rate = sf.read(str(path), dtype="float32", always_2d=True)
         assert written_rate == 44100 and data.shape == mixture.shape
-        assert np.abs(data.T - in_memory[source].numpy()).max() <= 1e-6
+        # the files hold the estimates clipped to [-1, 1] (this random model's vocals go beyond)
+        assert np.abs(data.T - in_memory[source].clamp(-1, 1).numpy()).max() <= 1e-6
+        assert result.clipped.get(source, 0) == int((in_memory[source].abs() > 1).sum())
+    assert result.clipped["vocals"] > 0
     assert result.real_time_factor > 0
     assert sorted(p.name for p in (tmp_path / "out" / "my song").iterdir()) == ["accompaniment.wav", "vocals.wav"]
 
@@ -190,8 +194,8 @@ def test_a_failure_mid_song_leaves_no_files(model, tmp_path, short_blocks):
     sf.write(str(tmp_path / "late.wav"), audio, 44100, subtype="FLOAT")
     with pytest.raises(WaveUNetError, match="NaN"):
         separate_file(tmp_path / "late.wav", model, tmp_path / "out", progress=False)
-    assert not (tmp_path / "out" / "late").exists()
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # nor the folders it created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.wav"]
 
 
 def test_unknown_sources_are_refused(model, tmp_path):
@@ -230,14 +234,17 @@ def test_cli_reports_each_bad_input_on_one_line_and_separates_the_others(checkpo
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == len(bad) + 1  # one per bad input, and the closing count
+    assert len(errors) == len(bad)  # one per bad input
     for path, line in zip(bad.values(), errors):
         assert str(path) in line
     for problem, line in zip(["no such", "empty", "not a readable", "truncated", "NaN"], errors):
         assert problem in line
+    summary = result.output.splitlines()[-1]
+    assert summary.startswith("6 files: 1 separated, 0 skipped, 5 failed (")
+    assert all(line[len("Error: "):] in summary for line in errors)  # the failed files' reasons
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good"]
     assert sorted(p.name for p in (tmp_path / "out" / "good").iterdir()) == ["accompaniment.wav", "vocals.wav"]
-    assert "real-time factor" in result.output
+    assert "real-time factor" in summary
 
 
 def test_cli_refuses_a_checkpoint_that_is_not_ours(tmp_path):
@@ -261,12 +268,19 @@ def test_cli_default_output_folder_sources_and_no_overwrite(checkpoint, tmp_path
     song = write_song(tmp_path / "song.flac", seconds=0.5)
     args = ["separate", str(song), "--model", str(checkpoint), "--sources", "vocals", "--format", "flac", "--bits", "24"]
     assert CliRunner().invoke(main, args).exit_code == 0
-    assert [p.name for p in (tmp_path / "separated" / "small" / "song").iterdir()] == ["vocals.flac"]
-    again = CliRunner().invoke(main, args)
-    assert again.exit_code == 1 and "already exists" in again.output and "--force" in again.output
+    vocals = tmp_path / "separated" / "small" / "song" / "vocals.flac"
+    assert [p.name for p in vocals.parent.iterdir()] == ["vocals.flac"]
+    again = CliRunner().invoke(main, args)  # complete outputs: skipped, nothing replaced
+    assert again.exit_code == 0 and again.output == f"{song}: skipped, its outputs are all there (--force separates it again)\n"
+    vocals.write_bytes(b"not a complete output")
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and vocals.read_bytes() == b"not a complete output"
+    assert refused.output == (f"Error: {Path('separated/small/song/vocals.flac')}: already exists, and is not a complete "
+                              f"vocals of {song} (not a readable audio file); use --force to replace it\n")
     assert CliRunner().invoke(main, [*args, "--force"]).exit_code == 0
+    assert sf.info(str(vocals)).frames == int(0.5 * 44100)
     assert "drums" in CliRunner().invoke(main, [*args[:4], "--sources", "drums"]).output
-    assert "FLAC" in CliRunner().invoke(main, [*args, "--bits", "32"]).output
+    assert "flac is written with 16 or 24 bits" in CliRunner().invoke(main, [*args, "--bits", "32"]).output
 
 
 def test_cli_says_once_that_the_bundled_demo_is_a_demonstration(model, tmp_path, monkeypatch):

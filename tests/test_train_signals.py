@@ -1,5 +1,7 @@
 """A training run stopped by SIGINT or SIGTERM (what cluster schedulers send before a kill) saves
-``checkpoints/last.pt`` after the step it is in, says so, and resumes from there.
+``checkpoints/last.pt`` after the step it is in, says so, exits with 130 or 143 (it did not
+complete), and resumes from there, saying from which step of which checkpoint. A run killed with
+SIGKILL mid-save leaves a temporary file that the next run removes.
 
 The run is a real ``python -m waveunet.train`` subprocess, sent a real signal mid-way.
 """
@@ -66,14 +68,24 @@ def test_a_signal_stops_training_cleanly_and_the_run_resumes(tmp_path, sig):
     wait_for_steps(run, process)
     process.send_signal(sig)
     output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + sig, output  # 130 (SIGINT), 143 (SIGTERM): the run did not complete
     assert f"({signal.Signals(sig).name}; continue with --resume)" in output, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "Error" not in output
     last = read_checkpoint(run / "checkpoints" / "last.pt", full=True)
     stopped_at = last["training"]["progress"]["step"]
     assert stopped_at >= 1 and last["metadata"]["step"] == stopped_at
 
+    # what a SIGKILL during a save leaves behind: the next run removes it
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = run / "checkpoints" / f".last.pt.waveunet-{dead.pid}-0123abcd.partial"
+    stale.write_bytes(b"half a checkpoint")
+
     resumed = start_training(tmp_path, "--resume", "--set", f"train.max_steps={stopped_at + 2}")
     output, _ = resumed.communicate(timeout=180)
-    assert resumed.returncode == 0, output
+    assert resumed.returncode == 0, output  # a budget the recipe set is a normal end
+    assert (f"resumed from {run / 'checkpoints' / 'last.pt'} at step {stopped_at} (round 1, epoch 1, {stopped_at} of "
+            f"its 1000000 steps done)") in output.splitlines()
     assert f"stopped after {stopped_at + 2} steps (train.max_steps" in output
     assert read_checkpoint(run / "checkpoints" / "last.pt", full=True)["training"]["progress"]["step"] == stopped_at + 2
+    assert not stale.exists()

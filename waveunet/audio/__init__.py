@@ -11,7 +11,8 @@ Every waveform in the package is a float32 tensor ``[channels, time]`` in [-1, 1
 from .channels import match_channels
 from .reading import AudioInfo, audio_info, read_audio
 from .resampling import StreamResampler, resample
-from .writing import FORMATS, BlockWriter, open_stream, write_audio
+from .writing import CAPACITY, FORMATS, BlockWriter, open_stream, output_rate, write_audio
 
-__all__ = ["AudioInfo", "audio_info", "read_audio", "write_audio", "open_stream", "BlockWriter", "FORMATS",
+__all__ = ["AudioInfo", "audio_info", "read_audio", "write_audio", "open_stream", "BlockWriter", "FORMATS", "CAPACITY",
+           "output_rate",
            "resample", "StreamResampler", "match_channels"]

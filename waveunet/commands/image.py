@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..errors import WaveUNetError
-from .train import run_options
+from .train import finish, run_options
 
 
 @click.group()
@@ -19,7 +19,7 @@ def train(recipe, out, overrides, resume, force, no_progress):
     """Train a 2D U-Net as RECIPE says (see recipes/unet2d-*.toml)."""
     from ..train.launch import train_from_recipe
 
-    train_from_recipe(recipe, out, overrides, resume=resume, force=force, task="image", progress=not no_progress)
+    finish(train_from_recipe(recipe, out, overrides, resume=resume, force=force, task="image", progress=not no_progress))
 
 
 @image.command()

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ..atomic import remove_stale_temporaries
 from ..checkpoint import read_checkpoint, save_model
 from ..errors import WaveUNetError
 from . import distributed
@@ -118,6 +119,8 @@ class TrainResult:
     best: float | None
     stopped_by: str
     model: nn.Module | None = field(default=None, compare=False, repr=False)
+    #: the signal that stopped the run on this process ("SIGINT", "SIGTERM"), "" if none did
+    signal: str = ""
 
 
 class Trainer:
@@ -211,10 +214,16 @@ class Trainer:
             self.best_weights = read_checkpoint(self.run.best)["state_dict"]
         if self.processes.is_main:
             self.run.truncate_metrics(self.state.step)
+        s = self.state
+        self._message(f"resumed from {self.run.last} at step {s.step} (round {s.round}, epoch {s.epoch + 1}, "
+                      f"{s.position} of its {self.config.epoch_size} steps done)")
 
     # ------------------------------------------------------------------ the loop
 
     def fit(self, resume: bool = False) -> TrainResult:
+        if self.processes.is_main:  # what a killed run was writing (kill -9 leaves its temporary files)
+            for folder in (self.run.root, self.run.last.parent):
+                remove_stale_temporaries(folder)
         if resume:
             self.resume()
         else:
@@ -245,11 +254,12 @@ class Trainer:
         stopped_by = stopped_by or "early stopping"
         self._message(f"stopped after {self.state.step} steps ({stopped_by}); best "
                       f"{self.config.early_stopping.monitor} {self.stopping.best}")
-        return self._result(stopped_by)
+        return self._result(stopped_by, signals.received if signals.received and signals.received in stopped_by else "")
 
-    def _result(self, stopped_by: str) -> TrainResult:
+    def _result(self, stopped_by: str, signal_name: str = "") -> TrainResult:
         s = self.state
-        return TrainResult(s.step, s.epoch, s.round, s.finished, self.stopping.best, stopped_by, self.model)
+        return TrainResult(s.step, s.epoch, s.round, s.finished, self.stopping.best, stopped_by, self.model,
+                           signal_name)
 
     def _train_epoch(self, started: float, signals: _StopSignals) -> str:
         """Steps until the epoch ends or a budget stops the run; returns why it stopped ("" if it did not)."""
