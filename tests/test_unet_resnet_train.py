@@ -5,7 +5,6 @@ and the bundled recipes."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,13 +13,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from torch import nn
 
 import waveunet
 from waveunet.cli import main
 from waveunet.checkpoint import read_checkpoint
 from waveunet.train.launch import read_recipe
 from waveunet.train.trainer import Trainer
+
+from test_image_train import records, train_cli as train
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 ISBI = Path(__file__).resolve().parents[1] / "data" / "isbi2012-em" / "train"
@@ -88,14 +88,6 @@ def recipe_file(tmp_path: Path, root: Path, extra: str = "") -> Path:
     path = tmp_path / "recipe.toml"
     path.write_text(RECIPE.format(root=root) + extra)
     return path
-
-
-def train(*args) -> "click.testing.Result":  # noqa: F821
-    return CliRunner().invoke(main, ["image", "train", *map(str, args), "--no-progress"])
-
-
-def records(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_multi_class_colour_masks_end_to_end(three_classes, tmp_path):

@@ -33,7 +33,6 @@ one :class:`~waveunet.errors.WaveUNetError`.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from torch import nn
 from ..atomic import check_destination
 from ..checkpoint import save_model
 from ..errors import WaveUNetError
-from ..importer import _numpy_globals
+from ..importer import load_foreign_checkpoint, load_translated
 from ..models.config import RESNETS, UNet2dConfig, UNetResnetConfig
 from ..models.registry import model_from_config
 
@@ -120,17 +119,7 @@ def read_original_checkpoint(path: str | os.PathLike) -> OriginalCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise WaveUNetError(f"{path}: {'is a folder, not a' if path.is_dir() else 'no such'} checkpoint file")
-    try:
-        # weights_only: a file from elsewhere must not run code; the trainer's monitor_best may be a numpy scalar
-        with torch.serialization.safe_globals(_numpy_globals()):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        what = "Python objects other than tensors and numbers" if "Weights only" in str(error) else "no torch pickle"
-        raise WaveUNetError(f"{path}: not a readable PyTorch checkpoint ({what})") from None
-    except Exception as error:  # torch raises many types for a file that is not a torch pickle
-        raise WaveUNetError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
-    if isinstance(ckpt, dict) and ckpt.get("format") == "waveunet":
-        raise WaveUNetError(f"{path}: already a waveunet checkpoint; load it with waveunet.load_model")
+    ckpt = load_foreign_checkpoint(path)  # the trainer's monitor_best may be a NumPy scalar
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WaveUNetError(f"{path}: not a checkpoint of yassouali/pytorch-segmentation (no state_dict of tensors)")
@@ -222,21 +211,8 @@ def import_segmentation_checkpoint(src: str | os.PathLike, dst: str | os.PathLik
     original = read_original_checkpoint(src)
     config = config_of(original, src, name=f"pytorch-segmentation-import:{src.stem}", mean=mean, std=std)
     model = model_from_config(config)
-    ours = model.state_dict()
-    wanted = {original_key(original.architecture, key): key for key in ours}
-    missing = sorted(set(wanted) - set(original.state))
-    unexpected = sorted(set(original.state) - set(wanted))
-    if missing or unexpected:
-        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        count = len(missing) + len(unexpected)
-        raise WaveUNetError(f"{src}: weights do not fit the original {original.architecture} ({what}"
-                            f"{f' and {count - 1} more' if count > 1 else ''})")
-    for theirs, key in wanted.items():
-        if original.state[theirs].shape != ours[key].shape:
-            raise WaveUNetError(f"{src}: {theirs} has shape {list(original.state[theirs].shape)}, "
-                                f"expected {list(ours[key].shape)}")
-    model.load_state_dict({key: original.state[theirs].to(ours[key].dtype) for theirs, key in wanted.items()})
-    model.eval()
+    load_translated(model, original.state, lambda key: original_key(original.architecture, key), src,
+                    f"the original {original.architecture}")
     dataset = (original.config.get("train_loader") or {}).get("type") if original.config else None
     model.metadata = {"imported_from": src.name, "architecture": original.architecture, "epoch": original.epoch,
                       **({"dataset": dataset} if isinstance(dataset, str) else {})}
