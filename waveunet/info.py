@@ -77,10 +77,25 @@ def _receptive_field(config, model) -> int:
     those of the same network with valid convolutions (padding changes only the borders)."""
     if isinstance(config, UNetResnetConfig):
         return model.receptive_field  # along the encoder's deepest path, through every resize
+    if getattr(config, "skip_pooled", False):
+        return _pooled_skip_receptive_field(config)
     if config.padding == "valid" and getattr(config, "merge", "crop") == "crop":
         return model.training_sizes.receptive_field
     valid = dataclasses.replace(config, padding="valid", **({"merge": "crop"} if hasattr(config, "merge") else {}))
     return meta_model(valid).sizes(1).receptive_field
+
+
+def _pooled_skip_receptive_field(config: UNet2dConfig) -> int:
+    """The receptive field of a U-Net that convolves, then pools (``skip_pooled``): its levels'
+    convolutions run before their pooling, so no valid-convolution twin has its sizes."""
+    from .models.unet_resnet import receptive_field
+
+    convs = [(config.kernel, 1, 1)] * config.depth
+    pool = [(2, 1, 2)]
+    steps = convs + (convs + pool) * (config.levels - 1) + convs + pool + convs * (config.bottleneck_stages - 1)
+    up = (2 if config.upsample == "bilinear" else 1, 1, 0.5)  # a 2x2 up-convolution reads one input per output
+    steps += ([up] + convs) * config.levels + [(1, 1, 1)]  # up-sampling and convs per level, the classifier
+    return receptive_field(steps)
 
 
 def describe(name_or_path: str | os.PathLike, output_length: int | None = None) -> dict[str, Any]:

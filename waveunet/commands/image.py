@@ -29,7 +29,8 @@ def train(recipe, out, overrides, resume, force, no_progress):
               help="Output folder: <image name>.png per image (a palette PNG of class indices in the class colours).")
 @click.option("--overlay", is_flag=True, help="Also write <image name>.overlay.png, the image tinted by class.")
 @click.option("--tile", type=click.IntRange(min=1), default=None,
-              help="Output pixels per tile side (default: the model's training tile); memory grows with its square.")
+              help="Output pixels per tile side (default: the model's training tile; at least 512 for the "
+                   "ResNet U-Nets); memory grows with its square.")
 @click.option("--force", is_flag=True, help="Replace existing output files.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

@@ -63,14 +63,27 @@ def margin_tiling(tile: int, margin: int, step: int = 1) -> Tiling:
     return Tiling((kept + 2 * margin,) * 2, (kept,) * 2, (hop,) * 2, fade=True)
 
 
+#: the least default tile side of networks tiled with context margins: smaller tiles would spend
+#: most of their pixels on context
+MARGIN_TILE = 512
+
+
+def default_tile(model: nn.Module) -> int:
+    """Output pixels per tile side when none is asked for: the training tile, and for networks
+    with a ``tile_margin`` at least :data:`MARGIN_TILE`."""
+    if model.keeps_size and getattr(model, "tile_margin", 0):
+        return max(model.output_length, MARGIN_TILE)
+    return model.output_length
+
+
 def image_tiling(model: nn.Module, tile: int | None = None) -> Tiling:
-    """Tiles of about ``tile`` output pixels per side (default: the model's training output size).
+    """Tiles of about ``tile`` output pixels per side (default: :func:`default_tile`).
 
     Valid-convolution networks get abutting tiles on their pooling grid (exact); padded ones get
     half-overlapping, cross-faded tiles; networks with a ``tile_margin`` (the U-Nets with a ResNet
     encoder) get :func:`margin_tiling` on their encoder's stride grid.
     """
-    tile = tile or model.output_length
+    tile = tile or default_tile(model)
     if not model.keeps_size:
         return exact_tiling(model, tile, dims=2)
     if getattr(model, "tile_margin", 0):
@@ -98,7 +111,7 @@ def segment(model: nn.Module, image: torch.Tensor, *, tile: int | None = None, b
     Args:
         model: a :class:`~waveunet.models.unet2d.UNet2d` (used in eval mode, on its own device).
         image: [channels, H, W] float, channels as the model's ``in_channels``.
-        tile: output pixels per tile side (see :func:`image_tiling`); memory grows with its square.
+        tile: output pixels per tile side (default: :func:`default_tile`); memory grows with its square.
         batch_size: tiles per forward pass.
         progress: optional ``progress(done, total)`` callback, in tiles.
 
@@ -113,7 +126,7 @@ def segment(model: nn.Module, image: torch.Tensor, *, tile: int | None = None, b
     model.eval()
     try:
         height, width = image.shape[-2:]
-        side = tile or model.output_length
+        side = tile or default_tile(model)
         if model.keeps_size and height <= side and width <= side:
             with torch.inference_mode():
                 device = next(model.parameters()).device
