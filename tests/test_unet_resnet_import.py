@@ -19,6 +19,7 @@ from torch import nn
 import waveunet
 from waveunet.cli import main
 from waveunet.errors import WaveUNetError
+from waveunet.info import describe
 from waveunet.image.importer import DATASET_STATISTICS, import_segmentation_checkpoint, original_key
 from waveunet.models import UNet2d, UNetResnet
 
@@ -258,8 +259,10 @@ def test_unet_resnet_import_computes_what_the_original_computes(original_resnet,
 def test_unet_import_computes_what_the_original_computes(original_unet, tmp_path):
     path = tmp_path / "checkpoint-epoch7.pth"
     torch.save(trainer_checkpoint(original_unet, "UNet"), path)
-    model = import_segmentation_checkpoint(path)
+    model = import_segmentation_checkpoint(path, tmp_path / "unet.pt")
     assert isinstance(model, UNet2d) and model.config.skip_pooled and model.config.merge == "interpolate"
+    # 3x3 convs at 1, 1, 2, 4, 8 and 16 pixels' spacing, pooling between, then back up: 204 pixels
+    assert describe(tmp_path / "unet.pt")["receptive_field"] == 204
     assert model.config.classes == 3 and model.config.output_size == 380  # the trainer's crop size
     for size in ((48, 32), (37, 50)):  # odd sizes: ceil-mode pooling, then interpolation to the skip
         image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(4))
