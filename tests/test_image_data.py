@@ -1,5 +1,6 @@
 """Image data for the 2D U-Net: files -> tensors, folders, splits, windows, weights, augmentation."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,47 @@ def test_mask_with_unknown_values_names_file_and_values(tmp_path):
     path = save(tmp_path / "three.png", np.array([[0, 1], [2, 0]], np.uint8))
     one_line_error(lambda: read_mask(path, num_classes=2), "three.png", "0, 1, 2")
     assert read_mask(path, num_classes=3).max() == 2
+
+
+COLOURS = {"background": (0, 0, 0), "road": (128, 64, 128), "sky": (70, 130, 180)}
+
+
+def test_colour_masks_rgb_palette_and_grey(tmp_path):
+    indices = blocks(16, 24, seed=4, size=4, classes=3)
+    table = np.array(list(COLOURS.values()), np.uint8)
+    assert torch.equal(read_mask(save(tmp_path / "rgb.png", table[indices]), colours=COLOURS), torch.from_numpy(indices))
+    palette = Image.fromarray((2 - indices).astype(np.uint8))  # palette order need not be the class order
+    palette.putpalette([int(v) for v in table[::-1].flatten()] + [0] * (768 - 9))
+    palette.save(tmp_path / "palette.png")
+    assert torch.equal(read_mask(tmp_path / "palette.png", colours=COLOURS), torch.from_numpy(indices))
+    grey = {"membrane": (0, 0, 0), "cell": (255, 255, 255)}  # the ISBI masks read by colour
+    expected = read_mask(ISBI / "masks" / "00.png")
+    assert torch.equal(read_mask(ISBI / "masks" / "00.png", colours=grey), expected)
+
+
+def test_an_unknown_mask_colour_is_one_error_naming_file_colour_and_place(tmp_path):
+    table = np.array(list(COLOURS.values()), np.uint8)
+    rgb = table[blocks(10, 12, seed=5, size=2, classes=3)]
+    rgb[3, 7] = (200, 10, 10)
+    rgb[8, 1] = (200, 10, 10)
+    path = save(tmp_path / "mask.png", rgb)
+    one_line_error(lambda: read_mask(path, colours=COLOURS), "mask.png: colour #c80a0a [200, 10, 10]",
+                   "first at x=7, y=3; 2 pixels", "none of the classes (background #000000, road #804080, sky #4682b4)")
+
+
+def test_class_tables_are_checked():
+    config = ImageDataConfig(classes={"a": [0, 0, 0], "b": "#ffffff", "c": [1, 2, 3]})
+    assert config.num_classes == 3 and config.class_names == ["a", "b", "c"]
+    assert config.colours == {"a": (0, 0, 0), "b": (255, 255, 255), "c": (1, 2, 3)}
+    assert ImageDataConfig().num_classes == 2 and ImageDataConfig().class_names == ["0", "1"]
+    for bad, message in [({"a": [0, 0, 0]}, "at least two classes"),
+                         ({"a": [0, 0, 0], "b": [0, 0, 256]}, "data.classes.b must be [r, g, b]"),
+                         ({"a": [0, 0, 0], "b": "#000000"}, "a and b have the same colour #000000"),
+                         ({"a b": [0, 0, 0], "c": [1, 1, 1]}, "class name 'a b' may hold only")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            ImageDataConfig(classes=bad)
+    with pytest.raises(ValueError, match="data.num_classes = 2 but data.classes names 3"):
+        ImageDataConfig(num_classes=2, classes=dict(COLOURS))
 
 
 def test_unreadable_image_names_file(tmp_path):

@@ -190,3 +190,28 @@ def test_cli_refuses_an_audio_checkpoint(tmp_path):
                                        str(tmp_path / "out")])
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {audio}: a Wave-U-Net (audio) model, not a 2D U-Net (image) model; use `waveunet separate`"
+
+
+def test_a_failed_segment_leaves_no_folder_it_created(paper_unet, tmp_path):
+    """Nothing written, nothing left: the output folder (and its parents) it made are removed again;
+    a folder that was there before stays."""
+    model = waveunet.save_model(paper_unet, tmp_path / "unet.pt")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    result = CliRunner().invoke(main, ["image", "segment", str(broken), "--model", str(model), "--out",
+                                       str(tmp_path / "new" / "masks"), "--no-progress"])
+    assert result.exit_code == 1 and "broken.png: cannot read the image" in result.output
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    result = CliRunner().invoke(main, ["image", "segment", str(broken), "--model", str(model), "--out",
+                                       str(tmp_path / "kept"), "--no-progress"])
+    assert result.exit_code == 1 and (tmp_path / "kept").is_dir()
+
+
+def test_masks_are_palette_pngs_in_the_default_colours(paper_unet, tmp_path):
+    from waveunet.image.palette import PALETTE
+
+    image = write_image(tmp_path / "a.png", 30, 40)
+    segment_files(paper_unet, [image], tmp_path / "out", progress=False)
+    with Image.open(tmp_path / "out" / "a.png") as mask:
+        assert mask.mode == "P" and mask.getpalette()[:6] == [*PALETTE[0], *PALETTE[1]]

@@ -14,12 +14,12 @@ import waveunet
 from waveunet.info import count_macs
 from waveunet.blocks import SincResample
 from waveunet.cli import main
-from waveunet.models import PRESETS, build_model
+from waveunet.models import PRESETS, WaveUNetConfig, build_model
 
 from helpers import SPEC_NUMBERS
 
-AUDIO = {name: numbers for name, numbers in SPEC_NUMBERS.items() if not name.startswith("unet2d")}
-IMAGE = {name: numbers for name, numbers in SPEC_NUMBERS.items() if name.startswith("unet2d")}
+AUDIO = {name: numbers for name, numbers in SPEC_NUMBERS.items() if isinstance(PRESETS[name], WaveUNetConfig)}
+IMAGE = {name: numbers for name, numbers in SPEC_NUMBERS.items() if not isinstance(PRESETS[name], WaveUNetConfig)}
 
 
 def info_json(*args) -> dict:

@@ -3,7 +3,8 @@
 The 1D Wave-U-Net (Stoller et al., 2018) and the 2D U-Net (Ronneberger et al., 2015) are the same
 machine: a contracting path of :class:`DownBlock` (conv stage, keep the skip, down-sample), a
 bottleneck, and an expanding path of :class:`UpBlock` (up-sample, merge the skip, conv stage).
-Everything here takes ``dim`` (1 for ``[batch, channels, time]``, 2 for
+A U-Net whose contracting path is someone else's encoder (a ResNet) keeps only the expanding half,
+:class:`ExpandingPath`, over the encoder's feature maps. Everything here takes ``dim`` (1 for ``[batch, channels, time]``, 2 for
 ``[batch, channels, height, width]``) as a constructor argument.
 
 Every part has a name, so that state-dict keys read like the architecture:
@@ -30,7 +31,7 @@ _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d}
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 _MAX_POOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
-_INTERPOLATION = {1: "linear", 2: "bilinear"}
+_INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def collect_size_ops(module: nn.Module) -> list:
@@ -66,6 +67,25 @@ def make_activation(kind: str, negative_slope: float = 0.2, inplace: bool = Fals
     if kind == "linear":
         return nn.Identity()
     raise ValueError(f"unknown activation {kind!r} (leaky_relu, relu, tanh, linear)")
+
+
+class Normalize(nn.Module):
+    """Fixed per-channel standardisation ``(x - mean) / std`` of ``[batch, channels, *size]`` inputs.
+
+    The numbers belong to the model's config, not to its weights: they are non-persistent buffers
+    (no state-dict keys), moved to the model's device with it.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise ValueError(f"need one positive std per mean, got mean {list(mean)} and std {list(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
 
 
 # --- convolutions ------------------------------------------------------------------------------
@@ -299,6 +319,22 @@ def crop_and_concat(skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return torch.cat([center_crop(skip, size), center_crop(h, size)], dim=1)
 
 
+def interpolate_to(h: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``h`` resized to ``size`` on its trailing axes by (bi/tri)linear interpolation with aligned
+    corners; returned unchanged where it has that size already."""
+    size = tuple(int(n) for n in size)
+    if tuple(h.shape[2:]) == size:
+        return h
+    return F.interpolate(h, size=size, mode=_INTERPOLATION[h.dim() - 2], align_corners=True)
+
+
+def interpolate_and_concat(skip: torch.Tensor, h: torch.Tensor, skip_first: bool = True) -> torch.Tensor:
+    """Concatenate the skip and ``h`` resized to the skip's size by :func:`interpolate_to`:
+    ``[skip, h]``, or ``[h, skip]`` with ``skip_first=False``."""
+    h = interpolate_to(h, skip.shape[2:])
+    return torch.cat([skip, h] if skip_first else [h, skip], dim=1)
+
+
 def resize_and_concat(skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """Concatenate ``[skip, h]`` after zero-padding (or cropping) ``h`` to the skip's size (padded U-Nets)."""
     return torch.cat([skip, center_pad(h, skip.shape[2:])], dim=1)
@@ -318,7 +354,19 @@ class ResizeConcat(nn.Module):
         return resize_and_concat(skip, h)
 
 
-MERGES = {"crop": CropConcat, "pad": ResizeConcat}
+class InterpolateConcat(nn.Module):
+    """The merge of U-Nets that interpolate instead of padding: ``forward(skip, h)`` is ``[skip,
+    interpolate(h)]`` (``skip_first``) or ``[interpolate(h), skip]`` (see :func:`interpolate_and_concat`)."""
+
+    def __init__(self, skip_first: bool = True):
+        super().__init__()
+        self.skip_first = skip_first
+
+    def forward(self, skip: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return interpolate_and_concat(skip, h, self.skip_first)
+
+
+MERGES = {"crop": CropConcat, "pad": ResizeConcat, "interpolate": InterpolateConcat}
 
 
 # --- the blocks ---------------------------------------------------------------------------------
@@ -329,33 +377,39 @@ class DownBlock(nn.Module):
 
     ``resample`` is any down-sampling module: decimation, max-pooling, a strided conv, a fixed
     low-pass. ``post_stage`` convolves again after the skip is taken (the PyTorch Wave-U-Net does).
-    ``forward(x) -> (down-sampled, skip)``.
+    With ``pooled_skip`` the skip is the down-sampled map instead (yassouali's padded U-Net merges
+    its pooled maps). ``forward(x) -> (down-sampled, skip)``.
     """
 
-    def __init__(self, stage: nn.Module, resample: nn.Module, post_stage: nn.Module | None = None):
+    def __init__(self, stage: nn.Module, resample: nn.Module, post_stage: nn.Module | None = None,
+                 pooled_skip: bool = False):
         super().__init__()
         self.stage = stage
         self.post_stage = post_stage  # registered before `resample`: parameters in forward order
         self.resample = resample
+        self.pooled_skip = pooled_skip
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skip = self.stage(x)
         h = skip if self.post_stage is None else self.post_stage(skip)
-        return self.resample(h), skip
+        h = self.resample(h)
+        return h, (h if self.pooled_skip else skip)
 
 
 class UpBlock(nn.Module):
     """``resample`` (up-sampling), optional ``pre_stage``, ``merge`` with the skip feature, ``stage``.
 
     ``forward(h, skip) = stage(merge(skip, pre_stage(resample(h))))``; ``merge`` is ``"crop"``
-    (:class:`CropConcat`) or ``"pad"`` (:class:`ResizeConcat`).
+    (:class:`CropConcat`), ``"pad"`` (:class:`ResizeConcat`), ``"interpolate"``
+    (:class:`InterpolateConcat`) or a merge module.
     """
 
-    def __init__(self, resample: nn.Module, stage: nn.Module, merge: str = "crop", pre_stage: nn.Module | None = None):
+    def __init__(self, resample: nn.Module, stage: nn.Module, merge: str | nn.Module = "crop",
+                 pre_stage: nn.Module | None = None):
         super().__init__()
         self.resample = resample
         self.pre_stage = pre_stage
-        self.merge = MERGES[merge]()
+        self.merge = MERGES[merge]() if isinstance(merge, str) else merge
         self.stage = stage
 
     def forward(self, h: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -393,3 +447,28 @@ class UNet(nn.Module):
         for block, skip in zip(self.up, reversed(skips)):
             x = block(x, skip)
         return x
+
+
+class ExpandingPath(nn.Module):
+    """The expanding half of a U-Net on top of an encoder that returns its feature maps (a ResNet's
+    stages, say): the ``bottleneck`` on the deepest map, then each of the ``up`` blocks merges the
+    next shallower one.
+
+    ``forward(features) -> h``: ``features`` are ``[batch, C_i, *size_i]`` from shallowest to
+    deepest, one more than there are up blocks; ``h`` has the resolution of ``features[0]`` (as the
+    up blocks make it).
+    """
+
+    def __init__(self, bottleneck: nn.Module, up: Sequence[UpBlock]):
+        super().__init__()
+        self.bottleneck = bottleneck
+        self.up = nn.ModuleList(up)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(features) != len(self.up) + 1:
+            raise ValueError(f"an expanding path with {len(self.up)} up blocks merges {len(self.up) + 1} feature "
+                             f"maps, got {len(features)}")
+        h = self.bottleneck(features[-1])
+        for block, skip in zip(self.up, reversed(features[:-1])):
+            h = block(h, skip)
+        return h

@@ -113,15 +113,12 @@ def reference_key(config: WaveUNetConfig, key: str) -> str:
 # --- reading a reference checkpoint ------------------------------------------------------------
 
 
-def read_reference_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """The model state dict (``module.`` prefixes removed) and the training ``state`` of a reference
-    checkpoint; a bare state dict is accepted too. :class:`WaveUNetError` for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise WaveUNetError(f"{path}: no such file")
+def load_foreign_checkpoint(path: Path):
+    """What ``torch.save`` wrote to ``path`` (another project's checkpoint), loaded with
+    ``weights_only`` (a file from elsewhere must not run code) and NumPy scalars allowed (training
+    states hold losses and steps as such). :class:`WaveUNetError` for an unreadable file and for
+    one of our own checkpoints."""
     try:
-        # weights_only: a checkpoint from elsewhere must not run code; the training state may hold
-        # numpy scalars (losses, steps), which are safe to allow.
         with torch.serialization.safe_globals(_numpy_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -131,6 +128,37 @@ def read_reference_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         raise WaveUNetError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
     if isinstance(ckpt, dict) and ckpt.get("format") == "waveunet":
         raise WaveUNetError(f"{path}: already a waveunet checkpoint; load it with waveunet.load_model")
+    return ckpt
+
+
+def load_translated(model: torch.nn.Module, state: dict[str, torch.Tensor], theirs_of, path: Path, what: str) -> None:
+    """Load another project's ``state`` into ``model`` (then in eval mode), our key ``k`` being its
+    ``theirs_of(k)``; every key and shape must match, else :class:`WaveUNetError` naming ``path``
+    and ``what`` the weights should have fitted."""
+    ours = model.state_dict()
+    wanted = {theirs_of(k): k for k in ours}
+    missing = sorted(set(wanted) - set(state))
+    unexpected = sorted(set(state) - set(wanted))
+    if missing or unexpected:
+        first = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        count = len(missing) + len(unexpected)
+        raise WaveUNetError(f"{path}: weights do not fit {what} ({first}"
+                            f"{f' and {count - 1} more' if count > 1 else ''})")
+    for theirs, key in wanted.items():
+        if state[theirs].shape != ours[key].shape:
+            raise WaveUNetError(f"{path}: {theirs} has shape {list(state[theirs].shape)}, "
+                                f"expected {list(ours[key].shape)}")
+    model.load_state_dict({key: state[theirs].to(ours[key].dtype) for theirs, key in wanted.items()})
+    model.eval()
+
+
+def read_reference_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """The model state dict (``module.`` prefixes removed) and the training ``state`` of a reference
+    checkpoint; a bare state dict is accepted too. :class:`WaveUNetError` for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise WaveUNetError(f"{path}: no such file")
+    ckpt = load_foreign_checkpoint(path)
     state = ckpt.get("model_state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WaveUNetError(f"{path}: not a PyTorch Wave-U-Net checkpoint (no model_state_dict of tensors)")
@@ -298,21 +326,7 @@ def import_pytorch_checkpoint(src: str | os.PathLike, dst: str | os.PathLike | N
         model = WaveUNet(config)
     except ValueError as error:
         raise WaveUNetError(f"{src}: {error}") from None
-    ours = model.state_dict()
-    wanted = {reference_key(config, k): k for k in ours}
-    missing = sorted(set(wanted) - set(state))
-    unexpected = sorted(set(state) - set(wanted))
-    if missing or unexpected:
-        what = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        count = len(missing) + len(unexpected)
-        raise WaveUNetError(f"{src}: weights do not fit a reference Wave-U-Net ({what}"
-                            f"{f' and {count - 1} more' if count > 1 else ''})")
-    for theirs, key in wanted.items():
-        if state[theirs].shape != ours[key].shape:
-            raise WaveUNetError(f"{src}: {theirs} has shape {list(state[theirs].shape)}, "
-                                f"expected {list(ours[key].shape)}")
-    model.load_state_dict({key: state[theirs].to(ours[key].dtype) for theirs, key in wanted.items()})
-    model.eval()
+    load_translated(model, state, lambda key: reference_key(config, key), src, "a reference Wave-U-Net")
     step = training.get("step")
     model.metadata = {"imported_from": str(src), "step": int(step) if isinstance(step, numbers.Integral) else None}
     if dst is not None:

@@ -18,13 +18,13 @@ from torch import nn
 
 from .blocks import SincResample
 from .errors import WaveUNetError
-from .models.config import UNet2dConfig, WaveUNetConfig, config_kind
+from .models.config import UNet2dConfig, UNetResnetConfig, WaveUNetConfig, config_kind
 from .models.presets import DESCRIPTIONS
 from .models.registry import model_from_config
 from .resolve import bundled_models, resolve_model
 
 
-def meta_model(config: WaveUNetConfig | UNet2dConfig) -> nn.Module:
+def meta_model(config: WaveUNetConfig | UNet2dConfig | UNetResnetConfig) -> nn.Module:
     """The model of ``config`` on the ``meta`` device (no weights in memory), in eval mode."""
     with torch.device("meta"):
         return model_from_config(config).eval()
@@ -75,10 +75,27 @@ def count_macs(model: nn.Module, x: torch.Tensor) -> int:
 def _receptive_field(config, model) -> int:
     """Input samples (pixels per axis) that can influence one output: for same-padded networks,
     those of the same network with valid convolutions (padding changes only the borders)."""
+    if isinstance(config, UNetResnetConfig):
+        return model.receptive_field  # along the encoder's deepest path, through every resize
+    if getattr(config, "skip_pooled", False):
+        return _pooled_skip_receptive_field(config)
     if config.padding == "valid" and getattr(config, "merge", "crop") == "crop":
         return model.training_sizes.receptive_field
     valid = dataclasses.replace(config, padding="valid", **({"merge": "crop"} if hasattr(config, "merge") else {}))
     return meta_model(valid).sizes(1).receptive_field
+
+
+def _pooled_skip_receptive_field(config: UNet2dConfig) -> int:
+    """The receptive field of a U-Net that convolves, then pools (``skip_pooled``): its levels'
+    convolutions run before their pooling, so no valid-convolution twin has its sizes."""
+    from .models.unet_resnet import receptive_field
+
+    convs = [(config.kernel, 1, 1)] * config.depth
+    pool = [(2, 1, 2)]
+    steps = convs + (convs + pool) * (config.levels - 1) + convs + pool + convs * (config.bottleneck_stages - 1)
+    up = (2 if config.upsample == "bilinear" else 1, 1, 0.5)  # a 2x2 up-convolution reads one input per output
+    steps += ([up] + convs) * config.levels + [(1, 1, 1)]  # up-sampling and convs per level, the classifier
+    return receptive_field(steps)
 
 
 def describe(name_or_path: str | os.PathLike, output_length: int | None = None) -> dict[str, Any]:
@@ -113,6 +130,9 @@ def describe(name_or_path: str | os.PathLike, output_length: int | None = None) 
             input_size=[side, side], output_size=[size.output_length] * 2, context=size.context,
             receptive_field=_receptive_field(config, model), keeps_size=model.keeps_size,
             in_channels=config.in_channels, classes=config.classes, macs=macs)
+        if isinstance(config, UNetResnetConfig):
+            info.update(encoder=config.encoder, deep_stem=config.deep_stem, dilated=config.dilated,
+                        output_stride=config.output_stride, encoder_weights=config.encoder_weights)
     if source.checkpoint is not None:
         info.update(checkpoint=str(source.path), step=source.metadata.get("step"))
     return info
@@ -142,6 +162,11 @@ def format_info(info: dict[str, Any]) -> str:
         ]
     else:
         (h, w), (oh, ow) = info["input_size"], info["output_size"]
+        if "encoder" in info:
+            stem = "deep 3x3 stem" if info["deep_stem"] else "7x7 stem"
+            weights = f"; weights: {info['encoder_weights']}" if info["encoder_weights"] else ""
+            rows.append(("encoder", f"{info['encoder']} ({stem}, output stride {info['output_stride']}"
+                                    f"{', dilated' if info['dilated'] else ''}){weights}"))
         rows += [
             ("channels -> classes", f"{info['in_channels']} -> {info['classes']}"),
             ("input size", f"{h}x{w}" + (" (any size: output = input)" if info["keeps_size"] else "")),

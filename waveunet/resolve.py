@@ -7,7 +7,7 @@ A name is looked up, in this order, as
 3. a checkpoint file.
 
 and, where a command needs one kind of network, checked to be of that kind (``audio``: a
-Wave-U-Net; ``image``: a 2D U-Net), so that every command refuses the wrong kind with the same
+Wave-U-Net; ``image``: a 2D U-Net or a U-Net with a ResNet encoder), so that every command refuses the wrong kind with the same
 one-line error.
 """
 
@@ -32,6 +32,7 @@ BUNDLED_DIR = Path(__file__).parent / "pretrained"
 KINDS = {
     "wave-u-net": ("audio", "a Wave-U-Net (audio) model", "waveunet separate"),
     "unet2d": ("image", "a 2D U-Net (image) model", "waveunet image segment"),
+    "unet-resnet": ("image", "a U-Net with a ResNet encoder (image) model", "waveunet image segment"),
 }
 FAMILIES = ("audio", "image")
 

@@ -4,15 +4,18 @@ A segmentation folder holds ``images/<name>.<ext>`` and ``masks/<name>.<ext>``: 
 read through Pillow, pairs matched by file stem. Images become float32 tensors ``[channels, H, W]``
 in [0, 1]; masks become int64 class-index tensors ``[H, W]``. A mask is either a class-index image
 (grey or palette PNG whose values are the classes 0..num_classes-1) or a two-level 0/255 image
-(mapped to classes 0 and 1), which is how the ISBI 2012 labels are stored.
+(mapped to classes 0 and 1), which is how the ISBI 2012 labels are stored; or, with a table of
+class colours (a recipe's ``[data.classes]``: name -> colour, in class order), an RGB, palette or
+grey image whose every pixel has one of those colours (grey value v is the colour (v, v, v)).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -106,12 +109,81 @@ def _listing(values: np.ndarray, limit: int = 8) -> str:
     return shown + (f", ... ({len(values)} values)" if len(values) > limit else "")
 
 
-def read_mask(path: str | os.PathLike, num_classes: int = 2) -> torch.Tensor:
+Colour = tuple[int, int, int]
+#: class names: letters, digits, ``_``, ``-`` and ``.`` (they become metric keys and TensorBoard tags)
+CLASS_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def parse_colour(value: Any, what: str = "colour") -> Colour:
+    """``[r, g, b]`` (0..255) or ``"#rrggbb"`` -> ``(r, g, b)``; ValueError naming ``what`` otherwise."""
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16)
+    if (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+        return int(value[0]), int(value[1]), int(value[2])
+    raise ValueError(f"{what} must be [r, g, b] with values 0..255 or \"#rrggbb\", not {value!r}")
+
+
+def hex_colour(colour: Sequence[int]) -> str:
+    return "#" + "".join(f"{int(v):02x}" for v in colour)
+
+
+def class_table(classes: dict[str, Any]) -> dict[str, Colour]:
+    """A ``[data.classes]`` table checked: at least two classes, plain names, distinct colours."""
+    if not isinstance(classes, dict) or len(classes) < 2:
+        raise ValueError(f"data.classes must name at least two classes (name = colour), got {classes!r}")
+    table = {}
+    for name, value in classes.items():
+        if not CLASS_NAME.fullmatch(str(name)):
+            raise ValueError(f"data.classes: class name {name!r} may hold only letters, digits, _, - and .")
+        table[str(name)] = parse_colour(value, f"data.classes.{name}")
+    seen: dict[Colour, str] = {}
+    for name, colour in table.items():
+        if colour in seen:
+            raise ValueError(f"data.classes: {seen[colour]} and {name} have the same colour {hex_colour(colour)}")
+        seen[colour] = name
+    return table
+
+
+def read_colour_mask(path: str | os.PathLike, colours: dict[str, Colour]) -> torch.Tensor:
+    """A colour mask as int64 class indices [H, W]: class k is the k-th colour of ``colours``.
+
+    RGB(A), palette and grey images are read as RGB (grey v as (v, v, v); alpha is dropped). A
+    pixel of any other colour raises WaveUNetError naming the file, the colour, where it first
+    occurs and how many pixels have it.
+    """
+    path = Path(path)
+    picture = _open(path)
+    if picture.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA"):
+        raise WaveUNetError(f"{path}: a colour mask must be an 8-bit RGB, palette or grey image, not mode {picture.mode}")
+    rgb = np.asarray(picture.convert("RGB"), dtype=np.int64)
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    present, inverse = np.unique(codes, return_inverse=True)
+    index = {(c[0] << 16) | (c[1] << 8) | c[2]: k for k, c in enumerate(colours.values())}
+    lookup = np.array([index.get(int(code), -1) for code in present])
+    labels = lookup[inverse.reshape(codes.shape)]
+    if (labels < 0).any():
+        unknown = present[lookup < 0]
+        first = int(unknown[0])
+        y, x = (int(v[0]) for v in np.nonzero(codes == first))
+        colour = ((first >> 16) & 255, (first >> 8) & 255, first & 255)
+        others = f" (and {len(unknown) - 1} other unknown colours)" if len(unknown) > 1 else ""
+        known = ", ".join(f"{name} {hex_colour(c)}" for name, c in colours.items())
+        raise WaveUNetError(f"{path}: colour {hex_colour(colour)} {list(colour)} (first at x={x}, y={y}; "
+                            f"{int((codes == first).sum())} pixels){others} is none of the classes ({known})")
+    return torch.from_numpy(labels)
+
+
+def read_mask(path: str | os.PathLike, num_classes: int = 2, colours: dict[str, Colour] | None = None) -> torch.Tensor:
     """A mask file as int64 class indices [H, W].
 
     Values 0..num_classes-1 are taken as class indices; a mask of only 0 and 255 is two-level and
     maps to classes 0 and 1. Anything else raises WaveUNetError naming the file and the values.
+    With ``colours`` (name -> colour, in class order) the mask is read by colour instead
+    (:func:`read_colour_mask`).
     """
+    if colours is not None:
+        return read_colour_mask(path, colours)
     path = Path(path)
     picture = _open(path)
     if picture.mode in ("RGB", "RGBA"):
@@ -175,9 +247,11 @@ class SegmentationFolder(torch.utils.data.Dataset):
         channels: int | None = None,
         num_classes: int = 2,
         names: Sequence[str] | None = None,
+        colours: dict[str, Colour] | None = None,
     ):
         self.root = Path(root)
         self.num_classes = num_classes
+        self.colours = colours
         pairs = find_pairs(self.root / "images", self.root / "masks")
         if names is not None:
             known = {name for name, _, _ in pairs}
@@ -191,7 +265,7 @@ class SegmentationFolder(torch.utils.data.Dataset):
 
     def _read(self, name: str, image_path: Path, mask_path: Path, channels: int | None) -> LabelledImage:
         image = read_image(image_path, channels)
-        mask = read_mask(mask_path, self.num_classes)
+        mask = read_mask(mask_path, self.num_classes, self.colours)
         if mask.shape != image.shape[1:]:
             raise WaveUNetError(
                 f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
@@ -251,14 +325,44 @@ def split_names(
 
 @dataclass
 class ImageDataConfig:
-    """Where the labelled images are and how they split into training and validation."""
+    """Where the labelled images are, how they split into training and validation, and the classes.
+
+    ``classes`` (a recipe's ``[data.classes]`` table, ``name = [r, g, b]`` or ``"#rrggbb"``, in
+    class order) names the classes and gives their colours: masks are then read by colour, and
+    metrics, checkpoints and ``image segment`` use the names and colours. Without it masks hold
+    class indices and the classes are called 0, 1, ...; ``num_classes`` defaults to the table's
+    length, else 2.
+    """
 
     root: str = "data/isbi2012-em/train"
     channels: int | None = None  # None keeps each file's own (grey 1, colour 3)
-    num_classes: int = 2
+    num_classes: int | None = None
     valid_fraction: float = 0.125  # 3 of the 24 ISBI slices
     valid_names: list[str] | None = None  # an explicit validation set overrides the fraction
     seed: int = 0
+    classes: dict[str, Any] | None = None
+
+    def __post_init__(self):
+        if self.classes is not None:
+            self.classes = {name: list(colour) for name, colour in class_table(self.classes).items()}
+            if self.num_classes is None:
+                self.num_classes = len(self.classes)
+            elif self.num_classes != len(self.classes):
+                raise ValueError(f"data.num_classes = {self.num_classes} but data.classes names {len(self.classes)}")
+        elif self.num_classes is None:
+            self.num_classes = 2
+        if self.num_classes < 2:
+            raise ValueError(f"data.num_classes must be at least 2, got {self.num_classes}")
+
+    @property
+    def colours(self) -> dict[str, Colour] | None:
+        """name -> (r, g, b) in class order, or None for class-index masks."""
+        return None if self.classes is None else {name: tuple(colour) for name, colour in self.classes.items()}
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classes' names: the table's, else "0", "1", ..."""
+        return list(self.classes) if self.classes is not None else [str(k) for k in range(self.num_classes)]
 
     def load(self) -> tuple[SegmentationFolder, SegmentationFolder]:
         """(training folder, validation folder), read and checked."""
@@ -269,5 +373,5 @@ class ImageDataConfig:
             seed=self.seed,
             valid_names=self.valid_names,
         )
-        options = dict(channels=self.channels, num_classes=self.num_classes)
+        options = dict(channels=self.channels, num_classes=self.num_classes, colours=self.colours)
         return SegmentationFolder(self.root, names=train, **options), SegmentationFolder(self.root, names=valid, **options)

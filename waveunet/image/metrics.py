@@ -1,4 +1,4 @@
-"""Validation metrics of a segmentation: pixel accuracy and intersection over union per class.
+"""Validation metrics of a segmentation: pixel accuracy, and intersection over union and Dice per class.
 
 Both follow from the confusion matrix C[k, j] (pixels of true class k predicted as j), summed over
 all validation windows before any ratio is taken, so that every scored pixel counts once whatever
@@ -6,7 +6,9 @@ the window it fell in. Pixels marked :data:`~waveunet.image.datasets.IGNORE_INDE
 
 - pixel accuracy: trace(C) / sum(C);
 - IoU of class k: C[k, k] / (sum_j C[k, j] + sum_j C[j, k] - C[k, k]); a class that is neither
-  present nor predicted has no IoU (NaN) and is left out of the mean (``valid_iou``).
+  present nor predicted has no IoU (NaN) and is left out of the mean (``valid_iou``);
+- Dice (F1) of class k: 2 C[k, k] / (sum_j C[k, j] + sum_j C[j, k]), NaN and left out of the mean
+  (``valid_dice``) likewise.
 """
 
 from __future__ import annotations
@@ -43,14 +45,37 @@ def iou_per_class(confusion: torch.Tensor) -> list[float]:
     return [float(h / u) if u else math.nan for h, u in zip(hits, union)]
 
 
-def mean_iou(confusion: torch.Tensor) -> float:
-    """Mean IoU over the classes that have one."""
-    defined = [value for value in iou_per_class(confusion) if not math.isnan(value)]
+def dice_per_class(confusion: torch.Tensor) -> list[float]:
+    """Dice coefficient of each class, NaN where the class is neither present nor predicted."""
+    hits = confusion.diagonal().double()
+    sizes = confusion.sum(0).double() + confusion.sum(1).double()
+    return [float(2 * h / n) if n else math.nan for h, n in zip(hits, sizes)]
+
+
+def _mean_defined(values: list[float]) -> float:
+    defined = [value for value in values if not math.isnan(value)]
     return sum(defined) / len(defined) if defined else math.nan
 
 
-def segmentation_metrics(confusion: torch.Tensor, prefix: str = "valid_") -> dict[str, float]:
-    """``{prefix}accuracy``, ``{prefix}iou`` (mean) and ``{prefix}iou_<k>`` for each class k."""
-    metrics = {f"{prefix}accuracy": pixel_accuracy(confusion), f"{prefix}iou": mean_iou(confusion)}
-    metrics.update({f"{prefix}iou_{k}": value for k, value in enumerate(iou_per_class(confusion))})
+def mean_iou(confusion: torch.Tensor) -> float:
+    """Mean IoU over the classes that have one."""
+    return _mean_defined(iou_per_class(confusion))
+
+
+def mean_dice(confusion: torch.Tensor) -> float:
+    """Mean Dice over the classes that have one."""
+    return _mean_defined(dice_per_class(confusion))
+
+
+def segmentation_metrics(confusion: torch.Tensor, prefix: str = "valid_",
+                         names: list[str] | None = None) -> dict[str, float]:
+    """``{prefix}accuracy``, the means ``{prefix}iou`` and ``{prefix}dice``, and per class
+    ``{prefix}iou_<name>`` and ``{prefix}dice_<name>`` (``names`` default to the indices 0, 1, ...)."""
+    names = names or [str(k) for k in range(confusion.shape[0])]
+    if len(names) != confusion.shape[0]:
+        raise ValueError(f"{len(names)} class names for {confusion.shape[0]} classes")
+    metrics = {f"{prefix}accuracy": pixel_accuracy(confusion), f"{prefix}iou": mean_iou(confusion),
+               f"{prefix}dice": mean_dice(confusion)}
+    metrics.update({f"{prefix}iou_{name}": value for name, value in zip(names, iou_per_class(confusion))})
+    metrics.update({f"{prefix}dice_{name}": value for name, value in zip(names, dice_per_class(confusion))})
     return metrics

@@ -1,4 +1,4 @@
-"""Typed configurations of the two networks.
+"""Typed configurations of the networks: the Wave-U-Net, the 2D U-Net and the U-Net with a ResNet encoder.
 
 A config fully determines a model: checkpoints store it (as a plain dict) next to the weights, so
 a checkpoint alone rebuilds its model. :func:`config_to_dict` and :func:`config_from_dict` are the
@@ -30,8 +30,21 @@ UNET2D_CHOICES = {
     "padding": ("valid", "same"),
     "norm": ("none", "batch"),
     "upsample": ("transposed", "bilinear"),
-    "merge": ("crop", "pad"),
+    "merge": ("crop", "pad", "interpolate"),
     "activation": ("leaky_relu", "relu"),
+}
+#: ResNet depth -> (block, blocks per stage), as in He et al. (2016), Table 1
+RESNETS = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+UNET_RESNET_CHOICES = {
+    "encoder": tuple(RESNETS),
+    "decoder_norm": ("none", "batch"),
+    "decoder_activation": ("linear", "relu"),
 }
 
 
@@ -40,6 +53,22 @@ def _check_choices(config, choices: dict[str, tuple[str, ...]]) -> None:
         value = getattr(config, name)
         if value not in allowed:
             raise ValueError(f"{type(config).__name__}.{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _check_normalisation(config, channels: int) -> None:
+    """``input_mean`` and ``input_std``: both absent, or one number per input channel (std > 0)."""
+    mean, std = config.input_mean, config.input_std
+    if mean is not None:
+        object.__setattr__(config, "input_mean", tuple(float(v) for v in mean))
+    if std is not None:
+        object.__setattr__(config, "input_std", tuple(float(v) for v in std))
+    if (mean is None) != (std is None):
+        raise ValueError(f"{type(config).__name__}: give both input_mean and input_std, or neither")
+    if mean is not None and not (len(config.input_mean) == len(config.input_std) == channels):
+        raise ValueError(f"{type(config).__name__}: input_mean and input_std need one value per input channel "
+                         f"({channels}), got {len(config.input_mean)} and {len(config.input_std)}")
+    if std is not None and min(config.input_std) <= 0:
+        raise ValueError(f"{type(config).__name__}: input_std must be positive, got {list(config.input_std)}")
 
 
 def feature_widths(features: int, growth: str, count: int) -> list[int]:
@@ -144,8 +173,13 @@ class UNet2dConfig:
         pool_ceil: ceil-mode pooling (odd sizes keep their last row/column).
         upsample: ``transposed`` (the paper's 2x2 up-convolution halving the channels) or
             ``bilinear`` (bilinear interpolation, then a 1x1 conv halving the channels).
-        merge: ``crop`` (crop the skip to the up-sampled map) or ``pad`` (resize the up-sampled
-            map to the skip's size).
+        merge: ``crop`` (crop the skip to the up-sampled map), ``pad`` (zero-pad the up-sampled
+            map to the skip's size) or ``interpolate`` (resize it bilinearly, corners aligned).
+        skip_pooled: the skip of each level below the first is its map after the pooling, not
+            before (yassouali's ``UNet``, whose checkpoints ``waveunet image import-checkpoint``
+            reads); needs padded convolutions and a ``pad`` or ``interpolate`` merge.
+        input_mean, input_std: per-channel standardisation of the input inside the network, for
+            weights trained on standardised images; absent: the [0, 1] pixel values go in as they are.
         output_size: desired output tile side (pixels) of a training example.
     """
 
@@ -165,6 +199,9 @@ class UNet2dConfig:
     upsample: str = "transposed"
     merge: str = "crop"
     activation: str = "relu"
+    skip_pooled: bool = False
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
     output_size: int = 388
     name: str = "custom"
 
@@ -172,17 +209,89 @@ class UNet2dConfig:
         _check_choices(self, UNET2D_CHOICES)
         if self.bottleneck_stages < 1:
             raise ValueError("UNet2dConfig.bottleneck_stages must be at least 1")
+        if self.skip_pooled and (self.padding != "same" or self.merge == "crop"):
+            raise ValueError("UNet2dConfig.skip_pooled needs padding = \"same\" and merge = \"pad\" or \"interpolate\"")
+        _check_normalisation(self, self.in_channels)
 
     @property
     def widths(self) -> list[int]:
         return feature_widths(self.features, self.growth, self.levels + 1)
 
 
-CONFIG_TYPES = {"wave-u-net": WaveUNetConfig, "unet2d": UNet2dConfig}
+@dataclass(frozen=True)
+class UNetResnetConfig:
+    """A U-Net whose contracting path is a ResNet (He et al., 2016): yassouali's ``UNetResnet``.
+
+    See ``docs/specs/unet-resnet.md``. The encoder's four stages (``x1 .. x4``) feed a decoder of
+    3x3 convolutions and 4x4 transposed convolutions (stride 2) that merges ``[up-sampled, skip]``
+    after resizing the up-sampled map to the skip, and a last resize to the input's size, so the
+    output always has the input's height and width.
+
+    Attributes:
+        in_channels, classes: image channels in, class scores out.
+        encoder: ``resnet18`` | ``resnet34`` (basic blocks) | ``resnet50`` | ``resnet101`` |
+            ``resnet152`` (bottlenecks), built from torchvision's blocks.
+        deep_stem: three 3x3 convolutions (64, 64, 128 channels) instead of one 7x7 (64), as the
+            original's PyTorch-Encoding ResNets (``deep_base``).
+        dilated: stages 3 and 4 keep stride 1 and dilate by 2 and 4 instead (output stride 8,
+            not 32); bottleneck encoders only.
+        encoder_weights: how :func:`waveunet.build_model` and training initialise the encoder:
+            absent (random), ``"imagenet"`` (torchvision's ImageNet weights, from the torch hub
+            cache or downloaded into it) or the path of a ResNet state dict (``.pth``).
+        decoder_norm, decoder_activation: after each decoder convolution: the original has
+            neither (``none``, ``linear``); ``batch`` and ``relu`` are options.
+        input_mean, input_std: per-channel standardisation of the input inside the network (e.g.
+            ImageNet's for ImageNet weights); absent: the [0, 1] pixel values go in as they are.
+        output_size: the side of a training tile (pixels): any size works.
+    """
+
+    in_channels: int = 3
+    classes: int = 2
+    encoder: str = "resnet50"
+    deep_stem: bool = False
+    dilated: bool = False
+    encoder_weights: str | None = None
+    decoder_norm: str = "none"
+    decoder_activation: str = "linear"
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
+    output_size: int = 512
+    name: str = "custom"
+
+    def __post_init__(self):
+        _check_choices(self, UNET_RESNET_CHOICES)
+        if self.in_channels < 1 or self.classes < 1 or self.output_size < 1:
+            raise ValueError("UNetResnetConfig.in_channels, classes and output_size must be positive")
+        if self.dilated and self.block == "basic":
+            raise ValueError(f"UNetResnetConfig.dilated needs a bottleneck encoder (resnet50, resnet101, resnet152); "
+                             f"torchvision's basic blocks of {self.encoder} do not dilate")
+        if self.encoder_weights is not None and not self.encoder_weights:
+            raise ValueError("UNetResnetConfig.encoder_weights must be \"imagenet\" or a file path (or absent)")
+        _check_normalisation(self, self.in_channels)
+
+    @property
+    def block(self) -> str:
+        """``basic`` or ``bottleneck``."""
+        return RESNETS[self.encoder][0]
+
+    @property
+    def stage_blocks(self) -> tuple[int, ...]:
+        """Residual blocks in each of the four stages."""
+        return RESNETS[self.encoder][1]
+
+    @property
+    def output_stride(self) -> int:
+        """The encoder's total down-sampling: 8 when dilated, else 32."""
+        return 8 if self.dilated else 32
+
+
+CONFIG_TYPES = {"wave-u-net": WaveUNetConfig, "unet2d": UNet2dConfig, "unet-resnet": UNetResnetConfig}
+#: the config types of image networks
+IMAGE_CONFIGS = (UNet2dConfig, UNetResnetConfig)
 
 
 def config_kind(config) -> str:
-    """``"wave-u-net"`` or ``"unet2d"``."""
+    """``"wave-u-net"``, ``"unet2d"`` or ``"unet-resnet"``."""
     for kind, cls in CONFIG_TYPES.items():
         if isinstance(config, cls):
             return kind
@@ -213,5 +322,5 @@ def config_from_dict(d: dict[str, Any], source: str = "config"):
         raise WaveUNetError(f"{source}: {error}") from None
 
 
-__all__ = ["WaveUNetConfig", "UNet2dConfig", "config_to_dict", "config_from_dict", "config_kind",
-           "feature_widths"]
+__all__ = ["WaveUNetConfig", "UNet2dConfig", "UNetResnetConfig", "IMAGE_CONFIGS", "RESNETS", "config_to_dict",
+           "config_from_dict", "config_kind", "feature_widths"]

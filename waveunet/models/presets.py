@@ -1,5 +1,6 @@
 """Named configurations: the paper's M1..M7 and M5-HighSR, the PyTorch re-implementation's
-defaults, and the two 2D U-Nets; one factory per preset, its docstring saying what it is.
+defaults, the two 2D U-Nets and the U-Nets with a ResNet encoder; one factory per preset, its
+docstring saying what it is.
 
 Parameter counts and sizes (checked by ``tests/test_models.py`` against ``docs/specs/``):
 
@@ -17,7 +18,13 @@ M5-HighSR          10,265,550  147443          16389
 pytorch-default    69,910,152  97961           88409
 unet2d-ronneberger 31,030,658  572x572         388x388
 unet2d-padded      26,355,234  any             same as input
+unet-resnet50      29,999,920  any             same as input
+unet-resnet101     48,992,048  any             same as input
+unet-resnet152     64,635,696  any             same as input
 =================  ==========  ==============  ===============
+
+The ``unet-resnet*`` decoders on torchvision's standard ResNets (``deep_stem = false``,
+``dilated = false``) have 29,876,144, 48,868,272 and 64,511,920 parameters.
 """
 
 from __future__ import annotations
@@ -25,10 +32,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Callable
 
-from .config import UNet2dConfig, WaveUNetConfig
+from .config import UNet2dConfig, UNetResnetConfig, WaveUNetConfig
 
 #: preset name -> config
-PRESETS: dict[str, WaveUNetConfig | UNet2dConfig] = {}
+PRESETS: dict[str, WaveUNetConfig | UNet2dConfig | UNetResnetConfig] = {}
 #: preset name -> one line: what it is in its paper
 DESCRIPTIONS: dict[str, str] = {}
 
@@ -38,7 +45,7 @@ _MUSDB = ("bass", "drums", "other", "vocals")
 
 
 def _preset(name: str) -> Callable:
-    def register(factory: Callable[[], WaveUNetConfig | UNet2dConfig]):
+    def register(factory: Callable[[], WaveUNetConfig | UNet2dConfig | UNetResnetConfig]):
         PRESETS[name] = replace(factory(), name=name)
         DESCRIPTIONS[name] = " ".join(factory.__doc__.split())
         return factory
@@ -114,3 +121,25 @@ def unet2d_padded() -> UNet2dConfig:
     """The padded U-Net of yassouali/pytorch-segmentation: same convolutions with BatchNorm, any image size."""
     return UNet2dConfig(in_channels=3, padding="same", norm="batch", bias=False, half_first=True, bottleneck_stages=2,
                         pool_ceil=True, merge="pad", output_size=512)
+
+
+# yassouali/pytorch-segmentation's UNetResnet on its own ResNets (docs/specs/unet-resnet.md)
+_PYTORCH_ENCODING = dict(in_channels=3, deep_stem=True, dilated=True, output_size=512)
+
+
+@_preset("unet-resnet50")
+def unet_resnet50() -> UNetResnetConfig:
+    """yassouali's U-Net with a ResNet-50 encoder: deep 3x3 stem, dilated stages 3-4 (output stride 8), any image size."""
+    return UNetResnetConfig(encoder="resnet50", **_PYTORCH_ENCODING)
+
+
+@_preset("unet-resnet101")
+def unet_resnet101() -> UNetResnetConfig:
+    """yassouali's U-Net with a ResNet-101 encoder: deep 3x3 stem, dilated stages 3-4 (output stride 8), any image size."""
+    return UNetResnetConfig(encoder="resnet101", **_PYTORCH_ENCODING)
+
+
+@_preset("unet-resnet152")
+def unet_resnet152() -> UNetResnetConfig:
+    """yassouali's U-Net with a ResNet-152 encoder: deep 3x3 stem, dilated stages 3-4 (output stride 8), any image size."""
+    return UNetResnetConfig(encoder="resnet152", **_PYTORCH_ENCODING)

@@ -1,17 +1,23 @@
-"""Image segmentation with the 2D U-Net as a task of the shared trainer: recipe, loss, validation.
+"""Image segmentation with the U-Nets as a task of the shared trainer: recipe, loss, validation.
 
 An image recipe has these tables::
 
-    [model]          preset = "unet2d-ronneberger" (plus any UNet2dConfig field to change), or a full config
+    [model]          preset = "unet2d-ronneberger" or "unet-resnet50" (plus any field of its config to
+                     change), or a full UNet2dConfig or UNetResnetConfig
     [data]           waveunet.image.data.ImageDataConfig: root, valid_fraction or valid_names, seed
+    [data.classes]   optional: name = [r, g, b] (or "#rrggbb") per class, in class order: colour masks
     [augmentation]   waveunet.image.augment.AugmentConfig: flip, rotate90, elastic_std, brightness, contrast
     [weight_map]     optional: waveunet.image.weights.WeightMapConfig (w0, sigma); present = weighted loss
+    [transfer]       optional: TransferConfig: freeze_bn, freeze_encoder, encoder_lr_scale
     [train]          waveunet.train.config.TrainConfig, with loss = "cross_entropy" or "dice"
 
 Training examples are augmented random crops: the model's input tile, mirror-padded where it
 leaves the image, and the mask (and weight map) under its output window. Validation covers every
 validation image with fixed output windows, each pixel scored once, and reports ``valid_loss``,
-``valid_accuracy``, ``valid_iou`` (mean over classes) and ``valid_iou_<k>``.
+``valid_accuracy``, the means over classes ``valid_iou`` and ``valid_dice``, and per class
+``valid_iou_<name>`` and ``valid_dice_<name>`` (names from ``[data.classes]``, else 0, 1, ...);
+TensorBoard shows them all under ``metrics/``. A UNetResnetConfig's ``encoder_weights`` are loaded
+into the freshly initialised model before training starts (and the checkpoints say which).
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from typing import Sequence
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from ..errors import WaveUNetError
-from ..models.config import UNet2dConfig
+from ..models.config import UNet2dConfig, UNetResnetConfig
 from ..models.registry import model_from_config
 from .config import SEGMENTATION_LOSSES, TrainConfig
 from .distributed import Processes
@@ -36,6 +43,7 @@ from ..image.data import ImageDataConfig, LabelledImage, SegmentationFolder
 from ..image.datasets import IGNORE_INDEX, RandomCrops, ValidationWindows
 from ..image.losses import segmentation_loss
 from ..image.metrics import confusion_matrix, segmentation_metrics
+from ..image.palette import class_colours, colourise
 from ..image.weights import WeightMapConfig
 from ..image.windows import WindowShape
 
@@ -47,13 +55,36 @@ VALIDATION_SIDE = 512
 
 
 @dataclass(frozen=True)
-class ImageRecipe:
-    """A 2D U-Net training recipe."""
+class TransferConfig:
+    """The original UNetResnet's training options (recipe table ``[transfer]``).
 
-    model: UNet2dConfig
+    Attributes:
+        freeze_bn: keep every BatchNorm layer in eval mode while training: its running statistics
+            (e.g. ImageNet's) stay as they are and normalise every batch (its scale and shift still
+            train), which suits small batches.
+        freeze_encoder: the encoder's parameters are not trained (the original's ``freeze_backbone``).
+        encoder_lr_scale: the encoder trains at this multiple of the learning rate (the original's
+            configs use 0.1: lr / 10 for the pretrained backbone); the decoder at the rate itself.
+    """
+
+    freeze_bn: bool = False
+    freeze_encoder: bool = False
+    encoder_lr_scale: float = 1.0
+
+    def __post_init__(self):
+        if not self.encoder_lr_scale > 0:
+            raise ValueError(f"transfer.encoder_lr_scale must be positive; got {self.encoder_lr_scale}")
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """A U-Net segmentation training recipe."""
+
+    model: UNet2dConfig | UNetResnetConfig
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     weight_map: WeightMapConfig | None = None
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(loss="cross_entropy"))
 
     def __post_init__(self):
@@ -68,6 +99,10 @@ class ImageRecipe:
         if self.data.channels not in (None, self.model.in_channels):
             raise ValueError(f"data.channels = {self.data.channels} but the model takes "
                              f"{self.model.in_channels} (model.in_channels)")
+        if not isinstance(self.model, UNetResnetConfig) and (self.transfer.freeze_encoder
+                                                             or self.transfer.encoder_lr_scale != 1.0):
+            raise ValueError("transfer.freeze_encoder and transfer.encoder_lr_scale need a model with an encoder "
+                             "(a UNetResnetConfig, e.g. preset = \"unet-resnet50\")")
 
 
 class SegmentationLoss:
@@ -92,9 +127,10 @@ class SegmentationValidation:
     cross-entropy; accuracy and IoU come from the confusion matrix summed over all windows.
     """
 
-    def __init__(self, windows: Dataset, criterion: SegmentationLoss, num_classes: int, batch_size: int):
+    def __init__(self, windows: Dataset, criterion: SegmentationLoss, num_classes: int, batch_size: int,
+                 names: list[str] | None = None):
         self.windows, self.criterion = windows, criterion
-        self.num_classes, self.batch_size = num_classes, batch_size
+        self.num_classes, self.batch_size, self.names = num_classes, batch_size, names
 
     def __call__(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
@@ -106,15 +142,15 @@ class SegmentationValidation:
             loss_sum += float(self.criterion(scores, mask if weight is None else (mask, weight))) * mass
             mass_sum += mass
             confusion += confusion_matrix(scores.argmax(1), mask, self.num_classes)
-        return {"valid_loss": loss_sum / max(mass_sum, 1e-12), **segmentation_metrics(confusion)}
+        return {"valid_loss": loss_sum / max(mass_sum, 1e-12), **segmentation_metrics(confusion, names=self.names)}
 
 
 class SegmentationExamples:
     """Writes the first ``count`` validation windows to TensorBoard: the output window of the
-    image, the true mask and the predicted one (classes spread over the grey range)."""
+    image, the true mask and the predicted one, in the class colours (pixels scored elsewhere black)."""
 
-    def __init__(self, windows: ValidationWindows, count: int):
-        self.windows, self.count = windows, min(count, len(windows))
+    def __init__(self, windows: ValidationWindows, count: int, colours: list[tuple[int, int, int]]):
+        self.windows, self.count, self.colours = windows, min(count, len(windows)), colours
 
     def __call__(self, writer, model: nn.Module, step: int, device: torch.device) -> None:
         top, left = self.windows.shape.context
@@ -122,10 +158,9 @@ class SegmentationExamples:
         for index in range(self.count):
             image, mask, *_ = self.windows[index]
             predicted = model(image[None].to(device))[0].argmax(0).cpu()
-            scale = max(model.config.classes - 1, 1)
             writer.add_image(f"example{index}/image", image[:, top:top + height, left:left + width], step)
-            writer.add_image(f"example{index}/truth", (mask.clamp(min=0).float() / scale)[None], step)
-            writer.add_image(f"example{index}/prediction", (predicted.float() / scale)[None], step)
+            for name, labels in (("truth", mask), ("prediction", predicted)):
+                writer.add_image(f"example{index}/{name}", colourise(labels, self.colours), step, dataformats="HWC")
 
 
 def validation_shape(model: nn.Module, images: Sequence[LabelledImage], limit: int = VALIDATION_SIDE) -> WindowShape:
@@ -155,10 +190,44 @@ def _describe(folder: SegmentationFolder) -> str:
     return f"{folder.root}: {len(folder)} images ({', '.join(folder.names)})"
 
 
+def keep_batch_norm_frozen(model: nn.Module) -> None:
+    """BatchNorm layers back in eval mode (``transfer.freeze_bn``): they normalise with their
+    running statistics and do not update them."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def encoder_parameter_groups(model: nn.Module, transfer: TransferConfig):
+    """``() -> parameter groups``: the decoder's at the learning rate, the encoder's (unless frozen)
+    at ``transfer.encoder_lr_scale`` times it."""
+    def groups() -> list[dict]:
+        decoder = [p for p in model.decoder_parameters() if p.requires_grad]
+        encoder = [p for p in model.encoder_parameters() if p.requires_grad]
+        return [{"params": decoder}] + ([{"params": encoder, "lr_scale": transfer.encoder_lr_scale}] if encoder else [])
+    return groups
+
+
+def initial_model(config: UNet2dConfig | UNetResnetConfig, transfer: TransferConfig) -> tuple[nn.Module, dict]:
+    """The freshly initialised model of a recipe, its pretrained encoder loaded and its encoder
+    frozen as the recipe says; and what to record of that in the checkpoints' metadata."""
+    model = model_from_config(config)
+    notes = {}
+    if isinstance(config, UNetResnetConfig) and config.encoder_weights:
+        from ..models.pretrained import load_encoder_weights
+
+        notes["encoder_weights"] = load_encoder_weights(model, config.encoder_weights).describe()
+    if transfer.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    return model, notes
+
+
 def build_image_task(recipe: ImageRecipe, processes: Processes, device: torch.device) -> Task:
     """The model, the training stream and the validation of ``recipe`` for one process."""
-    config, train = recipe.model, recipe.train
-    model = model_from_config(config)
+    config, train, transfer = recipe.model, recipe.train, recipe.transfer
+    model, notes = initial_model(config, transfer)
+    if notes and processes.is_main:
+        tqdm.write(f"encoder: {notes['encoder_weights']}")
     data = dataclasses.replace(recipe.data, channels=config.in_channels)
     train_images, valid_images = data.load()
     if not len(valid_images):
@@ -174,11 +243,17 @@ def build_image_task(recipe: ImageRecipe, processes: Processes, device: torch.de
     criterion = SegmentationLoss(train.loss)
     metadata = {"training_data": _describe(train_images), "validation_data": _describe(valid_images),
                 "training_examples": f"{shape.input[0]}x{shape.input[1]} input / "
-                                     f"{shape.output[0]}x{shape.output[1]} output pixels"}
+                                     f"{shape.output[0]}x{shape.output[1]} output pixels", **notes}
+    if data.classes is not None:
+        metadata["classes"] = {name: list(colour) for name, colour in data.classes.items()}  # for image segment
     return Task(model=model, criterion=criterion, stream=stream,
                 validate=SegmentationValidation(windows, criterion, config.classes,
-                                                train.valid_batch_size),
-                log_examples=SegmentationExamples(windows, train.log_examples), metadata=metadata)
+                                                train.valid_batch_size, names=data.class_names),
+                log_examples=SegmentationExamples(windows, train.log_examples,
+                                                  class_colours(config.classes, data.classes)),
+                metadata=metadata,
+                parameter_groups=encoder_parameter_groups(model, transfer) if isinstance(config, UNetResnetConfig) else None,
+                train_mode=keep_batch_norm_frozen if transfer.freeze_bn else None)
 
 
 TASK = TaskKind(ImageRecipe, build_image_task, PATH_KEYS)

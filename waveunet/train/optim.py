@@ -11,8 +11,15 @@ from .config import OptimizerConfig, SchedulerConfig
 
 
 def make_optimizer(parameters, config: OptimizerConfig, lr: float | None = None) -> torch.optim.Optimizer:
-    """Adam(lr, betas, eps) or SGD(lr, momentum); ``lr`` overrides the config's (fine-tuning round)."""
+    """Adam(lr, betas, eps) or SGD(lr, momentum); ``lr`` overrides the config's (fine-tuning round).
+
+    ``parameters`` are parameters, or parameter groups (dicts) of which each may carry an
+    ``lr_scale``: it then trains at ``lr_scale * lr`` (a pretrained encoder at a tenth, say).
+    """
     lr = config.lr if lr is None else lr
+    parameters = list(parameters)
+    if parameters and isinstance(parameters[0], dict):
+        parameters = [{**group, "lr": lr * group.get("lr_scale", 1.0)} for group in parameters]
     if config.name == "adam":
         return torch.optim.Adam(parameters, lr=lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay)
     return torch.optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -62,14 +69,15 @@ class CyclicCosine(Schedule):
 
     def __init__(self, optimizer: torch.optim.Optimizer, config: SchedulerConfig, epoch_size: int):
         self.optimizer, self.min_lr, self.cycles, self.epoch_size = optimizer, config.min_lr, config.cycles, epoch_size
-        self.max_lr = optimizer.param_groups[0]["lr"]
+        first = optimizer.param_groups[0]
+        self.max_lr = first["lr"] / first.get("lr_scale", 1.0)
 
     def before_step(self, position: int) -> None:
         length = max(self.epoch_size // self.cycles, 1)
         within = position - length * min(position // length, self.cycles - 1)
         lr = self.min_lr + 0.5 * (self.max_lr - self.min_lr) * (1 + math.cos(math.pi * within / length))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, config: SchedulerConfig, mode: str, epoch_size: int) -> Schedule:

@@ -114,6 +114,8 @@ def _convert(hint, value, source: str, key: str):
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, source, f"{key}.")
     if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:  # an optional field left unset (a preset's, say)
+            return None
         choices = [a for a in args if a is not type(None)]
         errors = []
         for choice in choices:
@@ -121,6 +123,11 @@ def _convert(hint, value, source: str, key: str):
                 return _convert(choice, value, source, key)
             except WaveUNetError as error:
                 errors.append(error)
+        if isinstance(value, dict) and all(dataclasses.is_dataclass(c) for c in choices):
+            # a table meant for one of several dataclasses: report the error of the one it resembles most
+            def overlap(choice) -> int:
+                return len(set(value) & {f.name for f in dataclasses.fields(choice)})
+            raise errors[max(range(len(choices)), key=lambda i: overlap(choices[i]))]
         raise errors[0]
     if origin is list:
         if not isinstance(value, list):

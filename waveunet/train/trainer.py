@@ -65,6 +65,10 @@ class Task:
         validate: the validation metrics; must include the early-stopping ``monitor`` key.
         log_examples: optional; writes example predictions to TensorBoard after each validation.
         metadata: stored in every checkpoint's metadata (e.g. a description of the training data).
+        parameter_groups: optional; the optimiser's parameter groups (default: all parameters in
+            one), each ``{"params": [...], "lr_scale": s}`` trained at ``s`` times the learning rate.
+        train_mode: optional; called on the model after ``model.train()`` before every step (e.g.
+            to keep BatchNorm layers in eval mode).
     """
 
     model: nn.Module
@@ -73,6 +77,8 @@ class Task:
     validate: Validate
     log_examples: LogExamples | None = None
     metadata: dict = field(default_factory=dict)
+    parameter_groups: Callable[[], list[dict]] | None = None
+    train_mode: Callable[[nn.Module], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,8 @@ class Trainer:
 
     def _start_round_optimizer(self) -> None:
         lr = self.config.optimizer.lr if self.state.round == 1 else self.config.finetune.lr
-        self.optimizer = make_optimizer(self.model.parameters(), self.config.optimizer, lr)
+        groups = self.task.parameter_groups() if self.task.parameter_groups is not None else self.model.parameters()
+        self.optimizer = make_optimizer(groups, self.config.optimizer, lr)
         self.scheduler = make_schedule(self.optimizer, self.config.scheduler, self.config.early_stopping.mode,
                                        self.config.epoch_size)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -297,6 +304,8 @@ class Trainer:
         targets = targets[0] if len(targets) == 1 else tuple(targets)
         self.scheduler.before_step(self.state.position)
         self.net.train()
+        if self.task.train_mode is not None:
+            self.task.train_mode(self.model)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             outputs = self.net(inputs)
         loss = self.task.criterion(outputs.float(), targets)
