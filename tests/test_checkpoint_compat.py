@@ -80,9 +80,11 @@ def test_new_checkpoints_are_format_2_with_keys_that_read_like_the_architecture(
 
 
 def test_unet2d_keys_read_like_the_architecture():
-    keys = set(waveunet.build_model("unet2d-padded", levels=2, features=4).state_dict())
+    keys = set(waveunet.build_model("unet2d-padded", levels=2, features=4, skip_pooled=False, merge="pad").state_dict())
     assert {"unet.down.0.stage.0.conv.weight", "unet.down.0.stage.1.norm.running_var", "unet.bottleneck.3.conv.weight",
             "unet.up.1.resample.conv.weight", "classifier.conv.bias"} <= keys
+    keys = set(waveunet.build_model("unet2d-padded", levels=2, features=4).state_dict())  # pooled skips
+    assert {"unet.bottleneck.stage.0.conv.weight", "unet.bottleneck.post_stage.1.norm.bias"} <= keys
 
 
 def test_a_newer_format_is_refused(tmp_path):

@@ -261,6 +261,11 @@ def test_unet_import_computes_what_the_original_computes(original_unet, tmp_path
     torch.save(trainer_checkpoint(original_unet, "UNet"), path)
     model = import_segmentation_checkpoint(path, tmp_path / "unet.pt")
     assert isinstance(model, UNet2d) and model.config.skip_pooled and model.config.merge == "interpolate"
+    # the unet2d-padded preset is that network
+    from dataclasses import replace
+    from waveunet.models import PRESETS
+    assert replace(model.config, name="x", input_mean=None, input_std=None, output_size=1, classes=2) == \
+        replace(PRESETS["unet2d-padded"], name="x", output_size=1)
     # 3x3 convs at 1, 1, 2, 4, 8 and 16 pixels' spacing, pooling between, then back up: 204 pixels
     assert describe(tmp_path / "unet.pt")["receptive_field"] == 204
     assert model.config.classes == 3 and model.config.output_size == 380  # the trainer's crop size

@@ -13,7 +13,7 @@ from ``config["arch"]["type"]`` (or, for a bare state dict, from the keys). ``nu
       ours                                  the original's
       unet.down.0.stage.j.{conv,norm}       start_conv.{3j, 3j+1}
       unet.down.i.stage.j.{conv,norm}       down{i}.down_conv.{3j, 3j+1}       i = 1, 2, 3
-      unet.bottleneck.0.j / .2.j            down4.down_conv / middle_conv      (.1 is the pooling)
+      unet.bottleneck.stage.j / .post_stage.j  down4.down_conv / middle_conv  (between them the pooling)
       unet.up.k.resample.conv               up{k+1}.up
       unet.up.k.stage.j.{conv,norm}         up{k+1}.up_conv.{3j, 3j+1}
       classifier.conv                       final_conv
@@ -72,8 +72,8 @@ _UNET_RULES = [
     (r"unet\.down\.0\.stage\.(?P<j>\d+)\.(?P<part>conv|norm)\.", _x2conv("start_conv")),
     (r"unet\.down\.(?P<i>\d+)\.stage\.(?P<j>\d+)\.(?P<part>conv|norm)\.",
      lambda m: _x2conv(f"down{m['i']}.down_conv")(m)),
-    (r"unet\.bottleneck\.0\.(?P<j>\d+)\.(?P<part>conv|norm)\.", _x2conv("down4.down_conv")),
-    (r"unet\.bottleneck\.2\.(?P<j>\d+)\.(?P<part>conv|norm)\.", _x2conv("middle_conv")),
+    (r"unet\.bottleneck\.stage\.(?P<j>\d+)\.(?P<part>conv|norm)\.", _x2conv("down4.down_conv")),
+    (r"unet\.bottleneck\.post_stage\.(?P<j>\d+)\.(?P<part>conv|norm)\.", _x2conv("middle_conv")),
     (r"unet\.up\.(?P<k>\d+)\.resample\.conv\.", lambda m: f"up{int(m['k']) + 1}.up."),
     (r"unet\.up\.(?P<k>\d+)\.stage\.(?P<j>\d+)\.(?P<part>conv|norm)\.",
      lambda m: _x2conv(f"up{int(m['k']) + 1}.up_conv")(m)),

@@ -118,9 +118,9 @@ def unet2d_ronneberger() -> UNet2dConfig:
 
 @_preset("unet2d-padded")
 def unet2d_padded() -> UNet2dConfig:
-    """The padded U-Net of yassouali/pytorch-segmentation: same convolutions with BatchNorm, any image size."""
+    """The UNet of yassouali/pytorch-segmentation: same convolutions with BatchNorm, pooled skips, any image size."""
     return UNet2dConfig(in_channels=3, padding="same", norm="batch", bias=False, half_first=True, bottleneck_stages=2,
-                        pool_ceil=True, merge="pad", output_size=512)
+                        pool_ceil=True, merge="interpolate", skip_pooled=True, output_size=512)
 
 
 # yassouali/pytorch-segmentation's UNetResnet on its own ResNets (docs/specs/unet-resnet.md)

@@ -13,6 +13,8 @@ skip) is what its checkpoints need (``waveunet image import-checkpoint``).
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -53,9 +55,10 @@ class UNet2d(SizedNetwork, nn.Module):
             down = [DownBlock(stages[0], nn.Identity())] + [
                 DownBlock(stage, MaxPool(2, 2, c.pool_ceil), pooled_skip=True) for stage in stages[1:]]
             first = len(stage_widths(F[L - 1], F[L]))
-            parts = [ConvStage(2, widths[:first], c.kernel, **conv), MaxPool(2, 2, c.pool_ceil)]
-            bottleneck = nn.Sequential(*parts, *([ConvStage(2, widths[first - 1:], c.kernel, **conv)]
-                                                 if len(widths) > first else []))
+            parts = [("stage", ConvStage(2, widths[:first], c.kernel, **conv)), ("resample", MaxPool(2, 2, c.pool_ceil))]
+            if len(widths) > first:
+                parts.append(("post_stage", ConvStage(2, widths[first - 1:], c.kernel, **conv)))
+            bottleneck = nn.Sequential(OrderedDict(parts))
         else:
             down = [DownBlock(stage=stage, resample=MaxPool(2, 2, c.pool_ceil)) for stage in stages]
             bottleneck = ConvStage(2, widths, c.kernel, **conv)
