@@ -59,19 +59,21 @@ def separate_file(
     window: int | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    **engine,
 ) -> SeparatedFile:
     """Separate an audio file into ``<out>/<track name>/<source>.<format>``, streaming.
 
     The file is read, resampled, separated and written block by block; the outputs appear together
     when the whole song is done (nothing is left behind if anything fails). Existing outputs are
     kept unless ``force``. ``sources`` selects which estimates to write (default all); ``bits`` is
-    16, 24 or 32 (float WAV). Raises :class:`WaveUNetError` naming the file for anything wrong with
-    the input or the output folder.
+    16, 24 or 32 (float WAV); ``engine``: the separation's options (``two_stems``, ``shifts``,
+    ``difference`` of :func:`~waveunet.separation.apply.separate_stream`). Raises
+    :class:`WaveUNetError` naming the file for anything wrong with the input or the output folder.
     """
     check_audio_model(model)
     path = Path(path)
     config = model.config
-    stems = stem_names(config)
+    stems = stem_names(config, **engine)
     sources = list(stems if sources is None else sources)
     unknown = [s for s in sources if s not in stems]
     if unknown:
@@ -88,7 +90,7 @@ def separate_file(
             if target.exists():
                 check_destination(target, force)
 
-    device = resolve_device(device)
+    device = resolve_device(device, mps=True)
     created = not track_dir.exists()
     try:
         track_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,7 @@ def separate_file(
         with evaluating(model, device), AtomicGroup(force=force) as group:
             writers = {s: open_stream(group, p, info.sample_rate, config.channels, format, bits) for s, p in targets.items()}
             for estimates in separate_stream(model, mixture(), info.sample_rate, info.frames,
-                                             window=window, batch_size=batch_size, progress=bar.update_to):
+                                             window=window, batch_size=batch_size, progress=bar.update_to, **engine):
                 for source, estimate in zip(stems, estimates):
                     if source in writers:
                         writers[source].write(estimate)
