@@ -288,3 +288,12 @@ def test_the_engine_on_a_gpu_equals_the_cpu(m4, song):
     m4.cpu()
     for stem in cpu:
         assert (cpu[stem] - gpu[stem].cpu()).abs().max() <= 1e-4
+
+
+def test_the_engines_docstring_examples_run():
+    import doctest
+
+    from waveunet.separation import apply
+
+    result = doctest.testmod(apply, raise_on_error=False, verbose=False)
+    assert result.attempted >= 1 and result.failed == 0
