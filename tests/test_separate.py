@@ -36,7 +36,9 @@ def checkpoint(tmp_path_factory, model):
 @pytest.fixture
 def short_blocks(monkeypatch):
     """Blocks of a fraction of a second, so that a short song streams through many of them."""
-    monkeypatch.setattr(separation, "BLOCK_SECONDS", 0.3)
+    # where it is read: the engine's module (and the file layer's, which reads files in such blocks)
+    monkeypatch.setattr(separation.apply, "BLOCK_SECONDS", 0.3)
+    monkeypatch.setattr(separation.files, "BLOCK_SECONDS", 0.3)
 
 
 def whole_song(model, song):

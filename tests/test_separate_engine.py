@@ -8,13 +8,15 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 import waveunet
-from waveunet import separation
 from waveunet.audio import read_audio, resample
 from waveunet.cli import main
 from waveunet.errors import WaveUNetError
 from waveunet.separation import inference_tiling, separate, separate_file, stem_names
+from waveunet.separation import apply as separation_apply
 from waveunet.separation.apply import shift_offsets, stem_plan
 from waveunet.tiling import tiled_forward
+
+from test_separate import short_blocks, whole_song  # noqa: F401 (a fixture)
 
 RATE = 22050
 EXAMPLE = waveunet.__file__.rsplit("/", 1)[0] + "/examples/80s-rock.flac"
@@ -48,18 +50,12 @@ def song():
     return audio[:, 44100 : 4 * 44100]
 
 
-@pytest.fixture
-def short_blocks(monkeypatch):
-    """Blocks of a fraction of a second, so that a short song streams through many of them."""
-    monkeypatch.setattr(separation, "BLOCK_SECONDS", 0.3)
-
-
-def whole_song(model, song):
-    """One forward pass over the whole song, zero-padded by the context: ``[sources, channels, time]``."""
-    sizes = model.sizes(song.shape[-1])
-    padded = F.pad(song, (sizes.context, sizes.input_length - song.shape[-1] - sizes.context))
-    with torch.inference_mode():
-        return model(padded[None])[0][..., : song.shape[-1]]
+def test_short_blocks_really_stream(short_blocks, monkeypatch):
+    calls = []
+    original = separation_apply.tiled_forward
+    monkeypatch.setattr(separation_apply, "tiled_forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    separate(waveunet.build_model("M4", levels=3, features=4), torch.zeros(2, 3 * RATE), RATE, window=2048)
+    assert len(calls) >= 8  # regions of about 0.3 s (at least one window each)
 
 
 def stacked(estimates):
@@ -89,9 +85,9 @@ def test_stem_names():
 @pytest.mark.parametrize("name", ["m4", "m6", "direct"])
 def test_two_stems_sum_to_the_input_for_every_source(name, song, short_blocks, request):
     model = request.getfixturevalue(name)
-    full = separate(model, song, 44100)
+    full = separate(model, song, 44100, window=2048)
     for source in model.config.sources:
-        two = separate(model, song, 44100, two_stems=source)
+        two = separate(model, song, 44100, two_stems=source, window=2048)
         assert list(two) == [source, f"no_{source}"]
         assert (two[source] + two[f"no_{source}"] - song).abs().max() <= 1e-6
         torch.testing.assert_close(two[source], full[source], atol=1e-6, rtol=0)  # the same estimate as in the full set
@@ -107,8 +103,8 @@ def test_two_stems_of_a_mono_song_sum_to_it_as_the_model_takes_it(m4, song):
 @pytest.mark.parametrize("name", ["m4", "m6"])
 def test_difference_models_stems_sum_to_the_input(name, song, short_blocks, request):
     model = request.getfixturevalue(name)
-    summed = separate(model, song, 44100)
-    own = separate(model, song, 44100, difference="model")
+    summed = separate(model, song, 44100, window=2048)
+    own = separate(model, song, 44100, difference="model", window=2048)
     assert (stacked(summed).sum(0) - song).abs().max() <= 1e-5
     for source in model.config.sources[:-1]:  # the estimated sources are the same, bit for bit
         assert torch.equal(summed[source], own[source])
@@ -175,20 +171,21 @@ def test_one_shift_is_the_plain_separation_bit_for_bit(preset, options, short_bl
     torch.manual_seed(0)
     model = waveunet.build_model(preset, **options).eval()
     rate = model.config.sample_rate
-    mix = 0.3 * torch.randn(model.config.channels, 3 * rate + 11)
-    plain = tiled_forward(model, mix, inference_tiling(model, length=mix.shape[-1]), batch_size=1)
+    mix = 0.3 * torch.randn(model.config.channels, rate + rate // 2 + 11)
+    window = 2048  # (for M4; the others keep their training windows) so that regions are short and many
+    plain = tiled_forward(model, mix, inference_tiling(model, window, mix.shape[-1]), batch_size=1)
     for kwargs in ({}, {"shifts": 1}):
-        got = stacked(separate(model, mix, rate, difference="model", batch_size=1, **kwargs))
+        got = stacked(separate(model, mix, rate, difference="model", batch_size=1, window=window, **kwargs))
         assert torch.equal(got, plain)
 
 
 @pytest.mark.parametrize("shifts", [3, 5])  # (2 and 4 shift the grid by multiples of 16, which changes less)
 def test_shifts_average_separations_on_shifted_grids(m4, short_blocks, shifts):
-    song = 0.3 * torch.randn(2, 3 * RATE + 11)
+    song = 0.3 * torch.randn(2, RATE + RATE // 2 + 11)
     offsets = shift_offsets(m4.length_step, shifts)
     # the song delayed by each offset (so the grid falls elsewhere on it), separated, advanced again; averaged
     expected = torch.stack([whole_song(m4, F.pad(song, (s, 0)))[..., s:] for s in offsets]).mean(0)
-    got = stacked(separate(m4, song, RATE, shifts=shifts, difference="model"))
+    got = stacked(separate(m4, song, RATE, shifts=shifts, difference="model", window=2048))
     assert (got - expected).abs().max() <= 1e-5
     assert (got - whole_song(m4, song)).abs().max() > 1e-3  # the offsets matter, so the test means something
 
@@ -198,7 +195,7 @@ def test_shifts_at_another_rate_and_with_two_stems(m4, song, short_blocks):
     at_model_rate = resample(song, 44100, RATE)
     averaged = torch.stack([whole_song(m4, F.pad(at_model_rate, (s, 0)))[..., s:] for s in offsets]).mean(0)
     expected = resample(averaged, RATE, 44100)[..., : song.shape[-1]]
-    got = separate(m4, song, 44100, shifts=3, two_stems="accompaniment")
+    got = separate(m4, song, 44100, shifts=3, two_stems="accompaniment", window=2048)
     assert (got["accompaniment"] - expected[0]).abs().max() <= 1e-5
     assert (got["accompaniment"] + got["no_accompaniment"] - song).abs().max() <= 1e-6
 
