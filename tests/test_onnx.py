@@ -150,6 +150,17 @@ def test_cli_export_then_separate_with_the_onnx_file(tmp_path):
     assert CliRunner().invoke(main, ["export", "demo", "-o", str(out), "--force"]).exit_code == 0
 
 
+@pytest.mark.parametrize("opset", [14, 20])
+def test_the_oldest_and_newest_operator_sets(tmp_path, opset):
+    torch.manual_seed(0)
+    model = waveunet.build_model("pytorch-default", **SMALL["group-norm"]).eval()
+    done = export_onnx(model, tmp_path / "m.onnx", opset=opset)
+    assert onnx.load(str(done.path)).opset_import[0].version == opset
+    assert parity(model, done.path, steps=(0, 4)) <= 1e-4
+    with pytest.raises(WaveUNetError, match="opset 21: choose 14 to 20"):
+        export_onnx(model, tmp_path / "n.onnx", opset=21)
+
+
 def test_cli_export_of_a_preset_says_its_weights_are_random(tmp_path):
     result = CliRunner().invoke(main, ["export", "M3", "-o", str(tmp_path / "m3.onnx")])
     assert result.exit_code == 0, result.output

@@ -100,6 +100,8 @@ def _trace(model: nn.Module, opset: int) -> bytes:
     smallest, step = valid_inputs(model)
     # batch 2 and k = 2: no axis of the example is 1, so none can be taken for a constant
     example = torch.zeros(2, model.config.channels, smallest + 2 * step)
+    if not 14 <= opset <= 20:  # 14: the oldest checked (with parity); 20: the TorchScript exporter's newest
+        raise WaveUNetError(f"opset {opset}: choose 14 to 20")
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # the size checks of the network are constant over valid lengths (see the module's docstring), and the

@@ -13,7 +13,8 @@ from ..errors import WaveUNetError
 @click.argument("model")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The ONNX file to write (e.g. model.onnx).")
-@click.option("--opset", type=click.IntRange(min=14), default=None, help="ONNX operator set  [default: 17]")
+@click.option("--opset", type=click.IntRange(14, 20), default=None,
+              help="ONNX operator set, 14 to 20 (torch's TorchScript exporter)  [default: 17]")
 @click.option("--force", is_flag=True, help="Replace an existing file.")
 def export(model, out, opset, force):
     """Export MODEL (a preset, a bundled model or a checkpoint) to ONNX.
