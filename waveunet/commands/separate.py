@@ -26,7 +26,7 @@ DEMO_NOTICE = (
 @click.option("--format", "format_", type=click.Choice(["wav", "flac"]), default="wav", show_default=True)
 @click.option("--bits", type=click.Choice(["16", "24", "32"]), default="16", show_default=True,
               help="Bits per sample (32: float WAV).")
-@click.option("--sources", default=None, metavar="NAME,...", help="Sources to write (default: all the model's).")
+@click.option("--sources", default=None, metavar="NAME,...", help="Stems to write: some of the model's sources, or of --two-stems' two (default: all).")
 @click.option("--two-stems", metavar="SOURCE", default=None,
               help="Write only SOURCE and no_SOURCE (the input minus SOURCE), e.g. vocals + no_vocals for karaoke.")
 @click.option("--shifts", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
