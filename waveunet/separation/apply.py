@@ -21,9 +21,10 @@ Which windows (see :func:`inference_tiling`):
 Which stems (see :func:`stem_plan`): the model's sources, brought back to the input's rate. A
 difference-output model's last source is by default formed there, ``input - sum(others)``: a model
 running below the input's rate (M1..M7: 22.05 or 8.192 kHz) knows nothing above its Nyquist
-frequency, and this way the band it cannot see goes to the difference source (the accompaniment)
-instead of being lost, so the stems sum to the input exactly. ``two_stems`` gives one source and
-``no_<source> = input - source``, also at the input's rate.
+frequency, and this way the band it cannot see goes to the difference source (``vocals`` for the
+presets, whose sources are ``accompaniment, vocals``) instead of being lost, so the stems sum to
+the input exactly. ``two_stems`` gives one source and ``no_<source> = input - source``, also at
+the input's rate.
 
 Shifts (test-time augmentation, see :func:`shift_offsets`): a valid-convolution Wave-U-Net decimates,
 so its output depends on where the song falls on its down-sampling grid (a period of
