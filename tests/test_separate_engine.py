@@ -271,6 +271,14 @@ def test_cli_refuses_bad_engine_options_before_any_work(checkpoint, song_file, t
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_difference_option_is_the_engines():
+    from waveunet.commands.separate import separate as command
+    from waveunet.separation.apply import DEFAULT_DIFFERENCE, DIFFERENCE_MODES
+
+    option = next(o for o in command.params if o.name == "difference")
+    assert tuple(option.type.choices) == DIFFERENCE_MODES and option.default == DEFAULT_DIFFERENCE
+
+
 def test_cli_help_lists_the_engine_options():
     text = CliRunner().invoke(main, ["separate", "--help"]).output
     for option in ("--two-stems SOURCE", "--shifts N", "--difference [input|model]", "--device [cpu|cuda|mps|auto]",

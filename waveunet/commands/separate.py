@@ -31,6 +31,7 @@ DEMO_NOTICE = (
               help="Write only SOURCE and no_SOURCE (the input minus SOURCE), e.g. vocals + no_vocals for karaoke.")
 @click.option("--shifts", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Average N separations on shifted down-sampling grids (test-time augmentation; N times slower).")
+# (apply.DIFFERENCE_MODES and DEFAULT_DIFFERENCE, spelled out: importing the engine here would import torch for --help)
 @click.option("--difference", type=click.Choice(["input", "model"]), default="input", show_default=True,
               help="Difference-output models: input = their last source is the input minus the others, at the "
                    "input's rate, so the stems sum to the input; model = the model's own, band-limited to its rate.")

@@ -58,6 +58,8 @@ CUDA_BATCH_SIZE = 16
 BLOCK_SECONDS = 10.0
 #: where a difference-output model's last source is formed: from the input at its rate, or the model's own output
 DIFFERENCE_MODES = ("input", "model")
+#: by default the stems sum to the input (issue 11); "model" is what separation gave before
+DEFAULT_DIFFERENCE = "input"
 
 
 def translation_equivariant(config) -> bool:
@@ -121,7 +123,7 @@ class StemPlan:
         return estimates
 
 
-def stem_plan(config, *, two_stems: str | None = None, difference: str = "input") -> StemPlan:
+def stem_plan(config, *, two_stems: str | None = None, difference: str = DEFAULT_DIFFERENCE) -> StemPlan:
     """The stems of a model of ``config`` and how to make them (see :class:`StemPlan`).
 
     Args:
@@ -146,7 +148,7 @@ def stem_plan(config, *, two_stems: str | None = None, difference: str = "input"
     return StemPlan(names, (wanted,), False, 0)
 
 
-def stem_names(config, *, two_stems: str | None = None, difference: str = "input", **engine) -> tuple[str, ...]:
+def stem_names(config, *, two_stems: str | None = None, difference: str = DEFAULT_DIFFERENCE, **engine) -> tuple[str, ...]:
     """The stems :func:`separate_stream` yields for a model of ``config``, in order (see :func:`stem_plan`).
 
     Takes every option of :func:`separate_stream` (the others, ``shifts``, do not change the stems),
@@ -227,7 +229,7 @@ def separate_stream(
     progress: Callable[[float], None] | None = None,
     two_stems: str | None = None,
     shifts: int = 1,
-    difference: str = "input",
+    difference: str = DEFAULT_DIFFERENCE,
 ) -> Iterator[torch.Tensor]:
     """Separate a mixture that arrives block by block.
 
@@ -354,7 +356,7 @@ def separate(
     batch_size: int | None = None,
     two_stems: str | None = None,
     shifts: int = 1,
-    difference: str = "input",
+    difference: str = DEFAULT_DIFFERENCE,
 ) -> dict[str, torch.Tensor]:
     """Separate a mixture held in memory.
 
