@@ -11,7 +11,11 @@ input (the bundled example looped), it prints:
     forward hooks on a meta-device copy of the model, over our time) against this machine's float32
     matrix-multiply GFLOP/s, measured in the same run;
 (c) the peak resident memory of ``separate_file`` on 1, 5 and 10 minutes of stereo 44.1 kHz audio
-    with M4, each in a fresh subprocess.
+    with M4, each in a fresh subprocess;
+(d) onnxruntime against PyTorch on the CPU: M4 exported with ``waveunet export``, both separating the
+    same 30 s with the same streaming engine (needs the ``onnx`` extra).
+
+``--parts`` picks some of them (e.g. ``--parts d``).
 
 ``--device cuda`` runs (a) on a GPU instead (the reference there too, batch 1 as ever). Models have
 random weights (seeded): speed and memory do not depend on the weights, and the
@@ -172,20 +176,44 @@ def peak_memory(minutes: float, folder: Path) -> tuple[float, float, float]:
     return before, peak, seconds
 
 
+def compare_onnx(repeats: int, folder: Path) -> dict:
+    """(d): M4 through onnxruntime and through PyTorch, same engine, same 30 s, on the CPU."""
+    from waveunet.export import export_onnx
+    from waveunet.onnx_model import load_onnx_model
+
+    torch.manual_seed(0)
+    model = waveunet.build_model("M4").eval()
+    export_onnx(model, folder / "m4.onnx")
+    exported = load_onnx_model(folder / "m4.onnx", "cpu")
+    rate = model.config.sample_rate
+    mix = thirty_seconds(rate)
+    for network in (model, exported):  # warm-up
+        separate(network, mix[:, :rate], rate, device="cpu")
+    clocks = {"pytorch": Clock(), "onnxruntime": Clock()}
+    for _ in range(repeats):  # alternate, so that both see the same machine load
+        ours = clocks["pytorch"].run(lambda: torch.stack(list(separate(model, mix, rate, device="cpu").values())))
+        theirs = clocks["onnxruntime"].run(lambda: torch.stack(list(separate(exported, mix, rate, device="cpu").values())))
+    options = exported.session.get_session_options()
+    return {"clocks": clocks, "max_abs_diff": (ours - theirs).abs().max().item(),
+            "onnxruntime_threads": options.intra_op_num_threads}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--minutes", type=float, nargs="*", default=[1, 5, 10])
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     parser.add_argument("--device", default="cpu", help="where (a) runs: cpu (this machine's cores) or cuda")
+    parser.add_argument("--parts", default="abcd", help="which of (a)-(d) to run, e.g. 'd'")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; window {WINDOW_SECONDS} s, batch {BATCH_SIZE}")
     numbers = {}
 
     print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores at the start")
-    print("\n(a) 30 s of audio: reference (batch-1 training windows) vs ours; best of "
-          f"{args.repeats} alternating runs, wall-clock (process CPU time)")
-    for name, target in (("M4", 4.0), ("pytorch-default", 1.5)):
+    if "a" in args.parts:
+        print("\n(a) 30 s of audio: reference (batch-1 training windows) vs ours; best of "
+              f"{args.repeats} alternating runs, wall-clock (process CPU time)")
+    for name, target in (("M4", 4.0), ("pytorch-default", 1.5)) if "a" in args.parts else ():
         r = compare(name, args.repeats, args.device)
         model, mix, reference, ours, matmul = (r.pop(k) for k in ("model_obj", "mix", "reference", "ours", "matmul"))
         numbers[name] = {**r, "reference_wall_s": reference.wall, "reference_cpu_s": reference.cpu,
@@ -194,7 +222,7 @@ def main() -> None:
               f"({ours.cpu:.2f} s): {reference.wall / ours.wall:.2f}x ({reference.cpu / ours.cpu:.2f}x), target >= "
               f"{target}x; max abs difference {r['max_abs_diff']:.1e} (target <= 1e-4); our window "
               f"{r['window'][0]} -> {r['window'][1]} samples, hop {r['hop']}")
-        if name == "M4" and args.device == "cpu":
+        if name == "M4" and args.device == "cpu" and "b" in args.parts:
             flop = 2 * multiply_accumulates(model, model.sizes(mix.shape[-1]).input_length)
             mm_flop = 2 * 2048**3
             achieved = (flop / ours.wall / 1e9, flop / ours.cpu / 1e9)
@@ -206,15 +234,28 @@ def main() -> None:
                   f"({achieved[1]:.1f} per CPU second), float32 matmul at {peak[0]:.1f} GFLOP/s ({peak[1]:.1f} per CPU "
                   f"second): {100 * achieved[0] / peak[0]:.0f}% ({100 * achieved[1] / peak[1]:.0f}%), target >= 50%\n")
 
-    if args.minutes:
+    minutes_list = args.minutes if "c" in args.parts else []
+    if minutes_list:
         print("(c) peak resident memory of separate_file, M4, stereo 44.1 kHz, fresh process each")
     numbers["memory"] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for minutes in args.minutes:
+        for minutes in minutes_list:
             before, peak, seconds = peak_memory(minutes, Path(folder))
             numbers["memory"][minutes] = {"after_load_mb": before, "peak_mb": peak, "seconds": seconds}
             print(f"  {minutes:4g} min: peak {peak:7.0f} MB (after loading the model: {before:.0f} MB), "
                   f"{seconds:.0f} s, real-time factor {seconds / (60 * minutes):.3f}")
+        if "d" in args.parts:
+            r = compare_onnx(args.repeats, Path(folder))
+            torch_clock, ort_clock = r["clocks"]["pytorch"], r["clocks"]["onnxruntime"]
+            numbers["onnx"] = {"pytorch_wall_s": torch_clock.wall, "pytorch_cpu_s": torch_clock.cpu,
+                               "onnxruntime_wall_s": ort_clock.wall, "onnxruntime_cpu_s": ort_clock.cpu,
+                               "max_abs_diff": r["max_abs_diff"], "onnxruntime_threads": r["onnxruntime_threads"]}
+            print(f"\n(d) M4 on 30 s, the same engine, CPU; best of {args.repeats} alternating runs, wall-clock (process "
+                  f"CPU time): PyTorch {torch_clock.wall:.2f} s ({torch_clock.cpu:.2f} s), onnxruntime {ort_clock.wall:.2f} s "
+                  f"({ort_clock.cpu:.2f} s): onnxruntime takes {ort_clock.wall / torch_clock.wall:.2f}x PyTorch's time "
+                  f"({ort_clock.cpu / torch_clock.cpu:.2f}x); max abs difference {r['max_abs_diff']:.1e}; "
+                  f"onnxruntime threads {r['onnxruntime_threads'] or 'default'}, torch threads {torch.get_num_threads()}")
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
 

@@ -56,9 +56,14 @@ def test_format_1_demo_separates_exactly_as_before():
     reference = OUTPUTS["demo-excerpt"]
     for path in (V1 / "demo.pt", "demo"):  # the fixture copy and the bundled file
         model = waveunet.load_model(path)
-        stems = waveunet.separate(model, reference["input"], reference["sample_rate"], device="cpu")
+        # difference="model": the model's own difference source, as separation gave it then (issue 11 made the
+        # default "input": that source is now the input minus the others at the input's rate)
+        stems = waveunet.separate(model, reference["input"], reference["sample_rate"], device="cpu", difference="model")
         output = torch.stack([stems[s] for s in model.config.sources])
         assert (output - reference["output"]).abs().max() <= 1e-6
+        summed = waveunet.separate(model, reference["input"], reference["sample_rate"], device="cpu")
+        assert (summed["accompaniment"] - reference["output"][0]).abs().max() <= 1e-6  # the estimated source: as then
+        assert (summed["vocals"] - (reference["input"] - summed["accompaniment"])).abs().max() <= 1e-6
 
 
 def test_new_checkpoints_are_format_2_with_keys_that_read_like_the_architecture(tmp_path):

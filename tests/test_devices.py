@@ -25,6 +25,54 @@ def test_unknown_device_names_are_one_line_errors(name, message):
     assert str(error.value) == f"--device {message}"
 
 
+@pytest.fixture
+def machine(monkeypatch):
+    """Pretend to be a machine with or without CUDA GPUs and Apple's MPS."""
+    def pretend(cuda: int = 0, mps: bool = False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+        monkeypatch.setattr(torch.backends.mps, "is_built", lambda: mps)
+    return pretend
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(1, True, "cuda:0"), (0, True, "mps"), (0, False, "cpu"), (2, False, "cuda:0")])
+def test_auto_picks_cuda_then_mps_then_the_cpu(machine, cuda, mps, expected):
+    machine(cuda, mps)
+    assert resolve_device("auto", mps=True) == resolve_device(None, mps=True) == torch.device(expected)
+    # callers that cannot run on MPS (float64 scoring, distributed training) never get it
+    assert resolve_device("auto") == torch.device("cpu" if expected == "mps" else expected)
+
+
+def test_mps_is_accepted_where_torch_has_it(machine):
+    machine(0, True)
+    assert resolve_device("mps", mps=True) == torch.device("mps")
+    with pytest.raises(WaveUNetError) as error:
+        resolve_device("tpu", what="--device", mps=True)
+    assert str(error.value) == "--device 'tpu': choose cpu, cuda, mps or auto"
+    with pytest.raises(WaveUNetError) as error:
+        resolve_device("mps", what="train.device")
+    assert str(error.value) == "train.device 'mps': choose cpu, cuda or auto"
+
+
+def test_mps_without_it_is_a_one_line_error(machine):
+    machine(0, False)
+    with pytest.raises(WaveUNetError) as error:
+        resolve_device("mps", what="--device", mps=True)
+    assert str(error.value) == "--device 'mps': PyTorch has no Apple MPS GPU on this machine (use cpu or auto)"
+    with pytest.raises(WaveUNetError, match="'mps': PyTorch has no Apple MPS GPU"):
+        waveunet.separate(waveunet.build_model("M4", levels=2, features=4), torch.zeros(2, 100), 22050, device="mps")
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs Apple's MPS")
+def test_separation_on_mps_equals_the_cpu():
+    model = waveunet.build_model("M4", levels=4, features=8, sample_rate=8000).eval()
+    song = 0.3 * torch.randn(2, 20000)
+    cpu, mps = waveunet.separate(model, song, 8000, device="cpu"), waveunet.separate(model, song, 8000, device="mps")
+    for source in cpu:
+        assert (cpu[source] - mps[source].cpu()).abs().max() <= 1e-4
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_without_a_gpu_says_so():
     with pytest.raises(WaveUNetError, match="'cuda': PyTorch sees no CUDA GPU on this machine"):

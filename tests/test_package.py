@@ -26,3 +26,13 @@ def test_importing_the_trainer_does_not_import_a_task():
 
 def test_importing_the_package_imports_almost_nothing():
     assert imported_after("import waveunet") == {"waveunet", "waveunet.errors"}
+
+
+def test_ci_runs_the_readmes_test_command_with_the_onnx_extra():
+    """CI (.ci/run) runs exactly the README's test command, which installs the onnx extra so that tests/test_onnx.py runs."""
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    ci = [line for line in (root / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m venv")]
+    assert len(ci) == 1 and f"```bash\n{ci[0]}\n```" in (root / "README.md").read_text()
+    assert 'pip install -q -e ".[test,onnx]"' in ci[0]

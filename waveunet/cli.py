@@ -31,6 +31,7 @@ COMMANDS = {
     "separate": "waveunet.commands.separate:separate",
     "train": "waveunet.commands.train:train",
     "evaluate": "waveunet.commands.evaluate:evaluate",
+    "export": "waveunet.commands.export:export",
     "image": "waveunet.commands.image:image",
 }
 

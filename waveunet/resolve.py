@@ -4,7 +4,8 @@ A name is looked up, in this order, as
 
 1. a preset (``M4``, ``unet2d-padded``; only where a preset makes sense: ``waveunet info``),
 2. a model bundled with the package (``demo``: ``waveunet/pretrained/demo.pt``),
-3. a checkpoint file.
+3. a checkpoint file, or an ONNX file (``*.onnx``, from ``waveunet export``; run by onnxruntime,
+   see :mod:`waveunet.onnx_model`).
 
 and, where a command needs one kind of network, checked to be of that kind (``audio``: a
 Wave-U-Net; ``image``: a 2D U-Net or a U-Net with a ResNet encoder), so that every command refuses the wrong kind with the same
@@ -51,12 +52,15 @@ class ModelSource:
         config: the model's config.
         checkpoint: the checkpoint dict (:func:`waveunet.checkpoint.read_checkpoint`); None for a preset.
         bundled: whether the model ships with the package.
+        onnx: an ONNX file: ``checkpoint`` holds its path and the metadata of the checkpoint it was
+            exported from, and :meth:`load` runs it through onnxruntime.
     """
 
     name: str
     config: object
     checkpoint: dict | None = field(default=None, repr=False)
     bundled: bool = False
+    onnx: bool = False
 
     @property
     def path(self) -> Path | None:
@@ -73,7 +77,15 @@ class ModelSource:
         return self.bundled and self.name == "demo"
 
     def load(self, device: str | torch.device = "cpu") -> nn.Module:
-        """The model in eval mode on ``device``: trained weights for a checkpoint, fresh ones for a preset."""
+        """The model in eval mode on ``device``: trained weights for a checkpoint, fresh ones for a preset.
+
+        An ONNX file gives a :class:`waveunet.onnx_model.OnnxModel` (``device`` may then also be
+        ``auto``: onnxruntime's CUDA provider where it has one).
+        """
+        if self.onnx:
+            from .onnx_model import load_onnx_model
+
+            return load_onnx_model(self.path, device)
         model = model_from_checkpoint(self.checkpoint) if self.checkpoint else model_from_config(self.config).eval()
         return model.to(device)
 
@@ -90,6 +102,11 @@ def resolve_model(name_or_path: str | os.PathLike, *, kind: str | None = None, p
     text = str(name_or_path)
     if presets and text in PRESETS:
         source = ModelSource(text, PRESETS[text])
+    elif Path(text).suffix.lower() == ".onnx":
+        from .onnx_model import read_onnx_metadata
+
+        config, metadata, _ = read_onnx_metadata(text)
+        source = ModelSource(Path(text).stem, config, {"path": text, "metadata": metadata}, onnx=True)
     else:
         path = Path(name_or_path)
         bundled = not path.exists() and path.suffix == "" and (BUNDLED_DIR / f"{text}.pt").is_file()

@@ -25,7 +25,8 @@ DEMO_NOTICE = (
 OPTIONS = [
     click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path)),
     click.option("--model", "-m", default="demo", show_default=True,
-                 help="Bundled model name or checkpoint file (from `waveunet train` or `waveunet import-checkpoint`)."),
+                 help="Bundled model name, checkpoint file (from `waveunet train` or `waveunet import-checkpoint`) "
+                      "or ONNX file (from `waveunet export`, run by onnxruntime)."),
     click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Output folder  [default: separated/<model name>]"),
     click.option("--recursive", "-r", is_flag=True,
@@ -40,13 +41,22 @@ OPTIONS = [
                  help="mp3/ogg/opus quality, 10 best (libsndfile's compression level 1 - quality/10)  "
                       "[default: libsndfile's]"),
     click.option("--sources", default=None, metavar="NAME,...", help="Stems to write (default: all the model's)."),
-    click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="auto", show_default=True),
+    click.option("--device", type=click.Choice(["cpu", "cuda", "mps", "auto"]), default="auto", show_default=True,
+                 help="auto: CUDA, then Apple MPS, then the CPU."),
     click.option("--force", is_flag=True, help="Separate again and replace existing outputs."),
     click.option("--downmix", is_flag=True, help="Average inputs with more than two channels to mono."),
     click.option("--no-progress", is_flag=True, help="No progress bars."),
 ]
 #: the options of the separation engine: their values go to separate_stream / stem_names as keywords
-ENGINE_OPTIONS: list = []
+ENGINE_OPTIONS = [
+    click.option("--two-stems", metavar="SOURCE", default=None,
+                 help="Write only SOURCE and no_SOURCE (the input minus SOURCE), e.g. vocals + no_vocals for karaoke."),
+    click.option("--shifts", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                 help="Average N separations on shifted down-sampling grids (test-time augmentation; N times slower)."),
+    click.option("--difference", type=click.Choice(["input", "model"]), default="input", show_default=True,
+                 help="Difference-output models: input = their last source is the input minus the others, at the "
+                      "input's rate, so the stems sum to the input; model = the model's own, band-limited to its rate."),
+]
 
 
 def _with_options(command):
@@ -67,16 +77,20 @@ def separate(ctx, inputs, model, out, recursive, filename, format_, bits, qualit
     code is 1. Inputs whose outputs are all there are skipped, so a rerun resumes an interrupted run.
     Ctrl-C or SIGTERM stops at once, leaving only finished files (exit code 130 or 143).
     """
+    from ..audio.writing import LOSSLESS
     from ..device import resolve_device
     from ..resolve import resolve_model
     from ..separation import separate_files
-
-    from ..audio.writing import LOSSLESS
+    from ..separation.apply import shift_offsets, stem_names
 
     if bits is not None and format_ not in LOSSLESS:
         raise WaveUNetError(f"--bits {bits}: {format_} is lossy; --bits applies to wav and flac (use --quality)")
     source = resolve_model(model, kind="audio")
-    network, name = source.load(resolve_device(device)), source.name
+    # onnxruntime has its own devices: an ONNX model takes --device as given (auto: its CUDA provider if any)
+    network = source.load(device if source.onnx else resolve_device(device, what="--device", mps=True))
+    name = source.name
+    stem_names(network.config, **engine)  # refuses a bad --two-stems before any work
+    shift_offsets(network.length_step, engine["shifts"])
     chosen = None if sources is None else [s.strip() for s in sources.split(",") if s.strip()]
     if chosen == []:
         raise WaveUNetError(f"--sources {sources!r}: name at least one stem")

@@ -292,7 +292,7 @@ def _run(job: _Job, model, stems: Sequence[str], o: FileOptions) -> SeparatedFil
         return SeparatedFile(path, job.outputs, info.duration, 0.0)
     what = f"the outputs of {path}"
     _check_space(_needs(job, chosen, channels, o), what)
-    device = resolve_device(o.device)
+    device = resolve_device(o.device, mps=True)
     created: list[Path] = []
     block = max(1, round(BLOCK_SECONDS * info.sample_rate))
 
