@@ -112,6 +112,7 @@ def test_other_sample_rates_are_resampled_there_and_back(model, short_blocks):
     song = 0.3 * torch.randn(2, 44100 + 7)
     estimates = torch.stack(list(separate(model, song, 44100, difference="model").values()))
     expected = resample(whole_song(model, resample(song, 44100, RATE)), RATE, 44100)[..., : song.shape[-1]]
+    expected = expected.clamp(-1, 1)  # estimates are clipped again after resampling, which can ring past 1
     assert estimates.shape == (2, 2, song.shape[-1])
     assert (estimates - expected).abs().max() <= 1e-5
 

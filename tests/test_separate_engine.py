@@ -69,7 +69,7 @@ def test_stem_names():
     m4, m6 = waveunet.build_model("M4").config, waveunet.build_model("M6").config
     assert stem_names(m4) == stem_names(m4, difference="model") == ("accompaniment", "vocals")
     assert stem_names(m4, two_stems="vocals") == ("vocals", "no_vocals")
-    assert stem_names(m6, two_stems="drums", shifts=4) == ("drums", "no_drums")
+    assert stem_names(m6, two_stems="drums") == ("drums", "no_drums")
     # which model outputs come back to the input's rate, and which stem is made there from the input
     assert stem_plan(m6) == stem_plan(m6, two_stems=None)
     assert stem_plan(m6).resampled == (0, 1, 2) and stem_plan(m6).residual
@@ -90,7 +90,8 @@ def test_two_stems_sum_to_the_input_for_every_source(name, song, short_blocks, r
         two = separate(model, song, 44100, two_stems=source, window=2048)
         assert list(two) == [source, f"no_{source}"]
         assert (two[source] + two[f"no_{source}"] - song).abs().max() <= 1e-6
-        torch.testing.assert_close(two[source], full[source], atol=1e-6, rtol=0)  # the same estimate as in the full set
+        # the same estimate as in the full set, clipped as every estimate is (a formed one, in the full set, is not)
+        torch.testing.assert_close(two[source], full[source].clamp(-1, 1), atol=1e-6, rtol=0)
 
 
 def test_two_stems_of_a_mono_song_sum_to_it_as_the_model_takes_it(m4, song):
@@ -247,7 +248,7 @@ def test_cli_two_stems_shifts_and_difference(checkpoint, song_file, tmp_path):
     stems = read_stems(out / "song", ["vocals", "no_vocals"])
     mixture = torch.from_numpy(sf.read(str(song_file), dtype="float32")[0].T.copy())
     assert (stems.sum(0) - mixture).abs().max() <= 1e-6
-    expected = separate(waveunet.load_model(checkpoint), mixture, 44100, shifts=2)["vocals"]
+    expected = separate(waveunet.load_model(checkpoint), mixture, 44100, shifts=2)["vocals"].clamp(-1, 1)
     assert (stems[0] - expected).abs().max() <= 1e-6
 
     result = run(song_file, "--model", checkpoint, "--out", tmp_path / "one", "--two-stems", "vocals",
@@ -261,7 +262,7 @@ def test_cli_two_stems_shifts_and_difference(checkpoint, song_file, tmp_path):
     (["--shifts", "65"], "Error: shifts 65: choose 1 to 64"),
     (["--shifts", "0"], "Invalid value for '--shifts'"),
     (["--difference", "both"], "Invalid value for '--difference'"),
-    (["--two-stems", "vocals", "--sources", "accompaniment"], "Error: --sources accompaniment: the stems are vocals, no_vocals"),
+    (["--two-stems", "vocals", "--sources", "accompaniment"], "Error: --sources accompaniment: accompaniment not among the model's stems (vocals, no_vocals)"),
     (["--device", "mps"], "'mps'"),
 ])
 def test_cli_refuses_bad_engine_options_before_any_work(checkpoint, song_file, tmp_path, args, message):

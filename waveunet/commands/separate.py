@@ -89,7 +89,7 @@ def separate(ctx, inputs, model, out, recursive, filename, format_, bits, qualit
     # onnxruntime has its own devices: an ONNX model takes --device as given (auto: its CUDA provider if any)
     network = source.load(device if source.onnx else resolve_device(device, what="--device", mps=True))
     name = source.name
-    stem_names(network.config, **engine)  # refuses a bad --two-stems before any work
+    stem_names(network.config, two_stems=engine["two_stems"], difference=engine["difference"])  # a bad --two-stems: before any work
     shift_offsets(network.length_step, engine["shifts"])
     chosen = None if sources is None else [s.strip() for s in sources.split(",") if s.strip()]
     if chosen == []:

@@ -114,11 +114,18 @@ class StemPlan:
         return self.residual or self.pair is not None
 
     def assemble(self, estimates: torch.Tensor, mixture: torch.Tensor | None) -> torch.Tensor:
-        """``[len(resampled), C, n]`` estimates and the ``[C, n]`` mixture (input rate) -> ``[stems, C, n]``."""
+        """``[len(resampled), C, n]`` estimates and the ``[C, n]`` mixture (input rate) -> ``[stems, C, n]``.
+
+        The model's estimates are clipped to [-1, 1] (the paper clips them at inference; resampling
+        can ring past the model's own clipping), and so is the one source of a pair, before the
+        stems formed from the mixture are: the stems then sum to the input exactly. Only a formed
+        stem (the difference source, ``no_<source>``) can still exceed [-1, 1]; writing clips it.
+        """
+        estimates = estimates.clamp(-1.0, 1.0)
         if self.residual:
             estimates = torch.cat([estimates, (mixture - estimates.sum(0))[None]])
         if self.pair is not None:
-            source = estimates[self.pair]
+            source = estimates[self.pair].clamp(-1.0, 1.0)  # it may be the residual
             estimates = torch.stack([source, mixture - source])
         return estimates
 
@@ -148,11 +155,10 @@ def stem_plan(config, *, two_stems: str | None = None, difference: str = DEFAULT
     return StemPlan(names, (wanted,), False, 0)
 
 
-def stem_names(config, *, two_stems: str | None = None, difference: str = DEFAULT_DIFFERENCE, **engine) -> tuple[str, ...]:
+def stem_names(config, *, two_stems: str | None = None, difference: str = DEFAULT_DIFFERENCE) -> tuple[str, ...]:
     """The stems :func:`separate_stream` yields for a model of ``config``, in order (see :func:`stem_plan`).
 
-    Takes every option of :func:`separate_stream` (the others, ``shifts``, do not change the stems),
-    so that one set of options serves both.
+    Takes the options of :func:`separate_stream` that decide the stems (``shifts`` does not).
     """
     return stem_plan(config, two_stems=two_stems, difference=difference).names
 
@@ -290,9 +296,7 @@ def separate_stream(
         emitted += n
         if n == 0:  # (the resampler's flush may be a bare empty tensor)
             return estimates.new_zeros(len(plan.names), model.config.channels, 0)
-        if not plan.needs_mixture:
-            return estimates
-        return plan.assemble(estimates, mixture.take(n).to(estimates))
+        return plan.assemble(estimates, mixture.take(n).to(estimates) if plan.needs_mixture else None)
 
     def model_rate_mixture() -> Iterator[torch.Tensor]:
         for block in blocks:
