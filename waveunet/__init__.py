@@ -9,7 +9,7 @@ Top-level API::
     estimates = waveunet.separate(model, audio, sample_rate)   # dict[source, Tensor]
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .errors import WaveUNetError  # noqa: E402
 
