@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from .correlations import (BlockPlan, boundary_correlations, frame_correlations, framed, lag_zero_products,
                            lagged_correlations)
 from .framewise import Criteria, FrameData, criteria
-from .threads import cpu_threads
+from .threads import cpu_threads, with_helper_thread
 from .toeplitz import NormalSystem
 
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
@@ -111,8 +111,8 @@ def bss_eval(references, estimates, window: int = 44100, hop: int = 44100, backe
     """BSSEval v4 image metrics per source and frame, as ``museval.evaluate``.
 
     Estimates longer or shorter than the references are truncated or zero-padded at the end, as
-    museval does, with a warning. On the CPU, evaluations running at once share torch's threads,
-    and the Levinson recursion runs on one (see :func:`~waveunet.evaluate.threads.cpu_threads`).
+    museval does, with a warning. On the CPU, evaluations running at once share torch's threads
+    (see :mod:`~waveunet.evaluate.threads`).
 
     Args:
         references: true source images [sources, time, channels] (or [sources, time]), numpy
@@ -239,7 +239,7 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
         estimate_energy, error_energy, silent = frame_statistics(frames, window, n_sources, n_channels,
                                                                  references, estimates)
         data = FrameData(refs=frame_corr[:, :k], cross=frame_corr[:, k:],
-                         estimate_energy=estimate_energy, error_energy=error_energy)
+                         estimate_energy=estimate_energy, error_energy=error_energy, n_sources=n_sources)
         systems = normal_equations(track, frames, n_sources, n_channels)
         solved = solve_systems(systems, data, n_sources, n_channels)
         exact, sensitivity = solved.criteria, solved.sensitivity
@@ -253,8 +253,8 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
         conditioning = Conditioning(
             sensitivity=sensitivity.cpu().numpy(), unresolved=unresolved.cpu().numpy(),
             ill_conditioned=ill.cpu().numpy(),
-            condition=spectral_condition(systems.joint.blocks).expand(n_sources).cpu().numpy(),
-            own_condition=spectral_condition(systems.own.blocks).cpu().numpy(),
+            condition=systems.joint.condition.expand(n_sources).cpu().numpy(),
+            own_condition=systems.own.condition.cpu().numpy(),
             regularized=regularized.cpu().numpy(), own_regularized=own_regularized.cpu().numpy(),
             ridge=(solved.joint_ridge.expand(n_sources)).cpu().numpy(), own_ridge=solved.own_ridge.cpu().numpy())
     return scores, conditioning
@@ -376,10 +376,25 @@ def normal_equations(track: torch.Tensor, frames: torch.Tensor, n_sources: int, 
         return tensor.reshape(by_source).diagonal(dim1=1, dim2=3).permute(3, 0, 1, 2).contiguous()
 
     own_scale = rhs_scale.reshape(n_sources, n_channels, n_sources, n_channels).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the two factorisations at once (see solve_systems)
-        own_system = pool.submit(NormalSystem, own(blocks), own(rhs), own_scale.contiguous())
-        joint_system = NormalSystem(blocks[None], rhs[None], rhs_scale[None])
+    # the two factorisations at once (see solve_systems)
+    with with_helper_thread() as helper, ThreadPoolExecutor(max_workers=1) as pool:
+        own_system = pool.submit(helper(_system), own(blocks), own(rhs), own_scale.contiguous())
+        joint_system = _system(blocks[None], rhs[None], rhs_scale[None])
         return NormalEquations(joint_system, own_system.result())
+
+
+def _system(blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor) -> NormalSystem:
+    """A :class:`~.toeplitz.NormalSystem` with its spectral condition number (``condition``).
+
+    A system whose spectral dynamic range exceeds float64's is not determined by the data below
+    that range: its exact solution follows the correlations' rounding (and moves by ~0.01 dB under
+    a rescaling of the data); a ridge at that level leaves the rest as it is.
+    """
+    condition = spectral_condition(blocks)
+    ridge = torch.where(condition >= _UNRESOLVED_CONDITION, _FLOAT64_RIDGE, 0.0).to(blocks)
+    system = NormalSystem(blocks, rhs, rhs_scale, ridge)
+    system.condition = condition
+    return system
 
 
 @dataclass
@@ -404,8 +419,8 @@ def solve_systems(systems: NormalEquations, data: FrameData, n_sources: int, n_c
     small products, which release the GIL.
     """
     joint, own = systems.joint, systems.own
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(_solve_and_perturb, own)
+    with with_helper_thread() as helper, ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(helper(_solve_and_perturb), own)
         x_joint, d_joint, joint_ridge = _solve_and_perturb(joint)
         x_own, d_own, own_ridge = future.result()
     exact = criteria(data, _joint_filters(x_joint, n_sources, n_channels), x_own.permute(0, 2, 1, 3), n_sources)
@@ -419,12 +434,7 @@ def solve_systems(systems: NormalEquations, data: FrameData, n_sources: int, n_c
 
 
 def _solve_and_perturb(system: NormalSystem):
-    # a system whose spectral dynamic range exceeds float64's is not determined by the data below
-    # that range: its exact solution follows the correlations' rounding (and moves by ~0.01 dB
-    # under a rescaling of the data); a ridge at that level leaves the rest as it is
-    unresolved = spectral_condition(system.blocks) >= _UNRESOLVED_CONDITION
-    initial = torch.where(unresolved, _FLOAT64_RIDGE, 0.0).to(system.blocks)
-    x, ridge = system.solve_determined(initial)
+    x, ridge = system.solve_determined()
     return x, system.perturbation(x, ridge), ridge
 
 

@@ -246,7 +246,9 @@ def boxplot_png(comparison: Comparison) -> bytes:
         data = [(run.name, [v for v in run.track_medians(target, "SDR").values() if math.isfinite(v)])
                 for run in comparison.runs]
         data.sort(key=lambda item: np.median(item[1]) if item[1] else -np.inf)  # best last: on top
-        boxes = axis.boxplot([values or [np.nan] for _, values in data], vert=False, widths=0.6,
+        # horizontal boxes: `orientation` from matplotlib 3.10, `vert` before it
+        horizontal = {"orientation": "horizontal"} if _matplotlib_version() >= (3, 10) else {"vert": False}
+        boxes = axis.boxplot([values or [np.nan] for _, values in data], widths=0.6, **horizontal,
                              patch_artist=True, showfliers=True,
                              medianprops={"color": "black", "linewidth": 1.5},
                              flierprops={"marker": ".", "markersize": 3})
@@ -265,6 +267,13 @@ def boxplot_png(comparison: Comparison) -> bytes:
     figure.savefig(buffer, format="png", dpi=DPI)
     plt.close(figure)
     return buffer.getvalue()
+
+
+def _matplotlib_version() -> tuple[int, int]:
+    import matplotlib
+
+    major, minor = matplotlib.__version__.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
 
 
 def write_comparison(comparison: Comparison, out: str | Path, force: bool = False) -> list[Path]:

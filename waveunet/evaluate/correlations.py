@@ -123,9 +123,9 @@ def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boun
         after[i, :, span:span + stop - edge] = torch.cat([s[:, edge:stop].permute(0, 2, 1).flatten(0, 1) for s in sources])
         before[i] = torch.cat([s[:, edge - span:edge].permute(0, 2, 1).flatten(0, 1) for s in sources])
     n_fft = 1 << (3 * span - 1).bit_length()
-    x_spec = torch.fft.rfft(after, n=n_fft)  # [E, P, F]
-    y_spec = torch.fft.rfft(before[:, :n_y], n=n_fft)  # [E, Q, F]
-    spectrum = torch.einsum("epf,eqf->fpq", x_spec, y_spec.conj())
+    x_spec = torch.fft.rfft(after, n=n_fft).permute(2, 1, 0)  # [F, P, E]
+    y_spec = torch.fft.rfft(before[:, :n_y], n=n_fft).permute(2, 0, 1)  # [F, E, Q]
+    spectrum = x_spec @ y_spec.conj()  # [F, P, Q]
     return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 

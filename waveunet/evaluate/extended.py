@@ -138,10 +138,11 @@ class ExactToeplitz:
         a, b = MATRIX_DIGITS, VECTOR_DIGITS
         left = kernel_digits.permute(1, 2, 0, 3, 4).reshape(batch, n_freq, a * k, k)
         right = x_spec.permute(1, 2, 3, 0, 4).reshape(batch, n_freq, k, b * m)
-        pairs = (left @ right).reshape(batch, n_freq, a, k, b, m)
-        # the pairs of equal weight 2^(16 s) summed before the inverse transform
-        levels = torch.stack([sum(pairs[:, :, i, :, s - i] for i in range(a) if 0 <= s - i < b)
-                              for s in range(a + b - 1)])  # [levels, batch, F, K, M]
+        pairs = (left @ right).reshape(batch, n_freq, a, k, b, m).permute(0, 1, 3, 5, 2, 4)
+        # the pairs of equal weight 2^(16 s) summed before the inverse transform, as one product
+        # with the 0/1 matrix of i + j = s
+        levels = pairs.reshape(batch, n_freq, k, m, a * b) @ _weights(a, b, pairs.dtype, pairs.device)
+        levels = levels.permute(4, 0, 1, 2, 3)  # [levels, batch, F, K, M]
         values = torch.fft.irfft(levels, n=self.n_fft, dim=2)[:, :, lags - 1:2 * lags - 1]
         integers = torch.round(values)
         if bool(((values - integers).abs() > _ROUNDING_GUARD).any()):
@@ -152,6 +153,15 @@ class ExactToeplitz:
             hi, lo = dd_add(hi, lo, integers[s] * 2.0 ** (DIGIT_BITS * s))
         scale = kernel_exponent + exponent  # powers of two: exact
         return torch.ldexp(hi, scale), torch.ldexp(lo, scale)
+
+
+def _weights(a: int, b: int, dtype, device) -> torch.Tensor:
+    """[a·b, a + b − 1]: 1 where digit pair (i, j) has weight level i + j."""
+    weights = torch.zeros(a, b, a + b - 1, dtype=dtype, device=device)
+    for i in range(a):
+        for j in range(b):
+            weights[i, j, i + j] = 1
+    return weights.reshape(a * b, a + b - 1)
 
 
 def _fft_length(n: int) -> int:

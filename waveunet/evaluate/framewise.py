@@ -23,6 +23,7 @@ reported as that bound gives it (a lower bound on the true dB value) and marked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -47,6 +48,50 @@ class FrameData:
     cross: torch.Tensor
     estimate_energy: torch.Tensor
     error_energy: torch.Tensor
+    n_sources: int
+
+    # the correlations laid out as matrices for each contraction with the filters (one product per
+    # source), made once for every set of filters scored
+
+    @cached_property
+    def own_refs(self) -> torch.Tensor:
+        """[T, S(j), C, C, L]: source j's block of ``refs``."""
+        t, k, _, lags = self.refs.shape
+        s, c = self.n_sources, k // self.n_sources
+        return self.refs.reshape(t, s, c, s, c, lags).diagonal(dim1=1, dim2=3).permute(0, 4, 1, 2, 3)
+
+    @cached_property
+    def refs_matrix(self) -> torch.Tensor:
+        """[T, K·K·L]: ``refs[t, p, q, m]``."""
+        return self.refs.reshape(self.refs.shape[0], -1)
+
+    @cached_property
+    def own_matrix(self) -> torch.Tensor:
+        """[S, T, C·C·L]: ``refs[t, (j, p), (j, q), m]``."""
+        return self.own_refs.permute(1, 0, 2, 3, 4).flatten(2).contiguous()
+
+    @cached_property
+    def refs_to_own_matrix(self) -> torch.Tensor:
+        """[S, T, K·C·L]: ``refs[t, p, (j, q), m]``."""
+        t, k, _, lags = self.refs.shape
+        return self.refs.reshape(t, k, self.n_sources, k // self.n_sources, lags).permute(2, 0, 1, 3, 4).flatten(2).contiguous()
+
+    @cached_property
+    def own_to_refs_matrix(self) -> torch.Tensor:
+        """[S, T, K·C·L]: ``refs[t, (j, q), p, m]`` in the order (p, q, m)."""
+        t, k, _, lags = self.refs.shape
+        return self.refs.reshape(t, self.n_sources, k // self.n_sources, k, lags).permute(1, 0, 3, 2, 4).flatten(2).contiguous()
+
+    @cached_property
+    def cross_matrix(self) -> torch.Tensor:
+        """[S, T, C·K·L]: ``cross[t, (j, o), p, a]``."""
+        t, k, _, lags = self.cross.shape
+        return self.cross.reshape(t, self.n_sources, k // self.n_sources, k, lags).transpose(0, 1).flatten(2).contiguous()
+
+
+def _per_source(matrix: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+    """``Σ_x matrix[j, t, x] · coefficients[j, x…]`` -> [T, S]."""
+    return torch.bmm(matrix, coefficients.reshape(coefficients.shape[0], -1, 1))[..., 0].T
 
 
 @dataclass
@@ -77,30 +122,26 @@ def criteria(frames: FrameData, filters: torch.Tensor, own_filters: torch.Tensor
     eps = torch.finfo(refs.dtype).eps
     weights = torch.full((lags,), 2.0, dtype=refs.dtype, device=refs.device)
     weights[0] = 1.0
-    own_refs = refs.reshape(n_frames, n_sources, c, n_sources, c, lags).diagonal(dim1=1, dim2=3)
-    own_refs = own_refs.permute(0, 4, 1, 2, 3)  # [T, S(j), C, C, L]: source j's block
+    own_refs = frames.own_refs
 
-    # filter correlations: A(m)[p, q] = Σ_o Σ_a c[p, a, o] c[q, a + m, o]
+    # filter correlations: A(m)[p, q] = Σ_o Σ_a c[p, a, o] c[q, a + m, o], laid out (p, q, m)
     joint_corr = _filter_correlations(filters, filters, lags)  # [S, 2L−1 → m in (−L, L), K, K]
     own_corr = _filter_correlations(own_filters, own_filters, lags)  # [S, ., C, C]
     mixed_corr = _filter_correlations(filters, own_filters, lags)  # [S, ., K, C]: joint p, own q
     positive = slice(0, lags)  # m = 0 … L−1 at indices 0 … L−1; m = −1 … −(L−1) at the end, reversed
 
-    def quadratic(correlations, corr):  # Σ_m w_m ⟨R(m), A(m)⟩ for symmetric forms
-        return torch.einsum("tjpqm,jmpq->tj", correlations, corr[:, positive] * weights[None, :, None, None])
+    def symmetric(corr):  # Σ_m w_m ⟨R(m), A(m)⟩: coefficients (p, q, m) of a symmetric form
+        return (corr[:, positive] * weights[None, :, None, None]).permute(0, 2, 3, 1)
 
-    energy_y = torch.einsum("tpqm,jmpq->tj", refs, joint_corr[:, positive] * weights[None, :, None, None])  # ‖P ŝ‖²
-    energy_own = quadratic(own_refs, own_corr)  # ‖P_j ŝ‖²
+    energy_y = frames.refs_matrix @ symmetric(joint_corr).reshape(n_sources, -1).T  # ‖P ŝ‖²: [T, S]
+    energy_own = _per_source(frames.own_matrix, symmetric(own_corr))  # ‖P_j ŝ‖²
     # ⟨P ŝ, P_j ŝ⟩: lags m >= 0 use R(p, (j,q), m), lags m < 0 use R((j,q), p, −m)
-    refs_to_own = refs.reshape(n_frames, k, n_sources, c, lags).permute(0, 2, 1, 3, 4)  # [T, j, K(p), C(q), L]
-    own_to_refs = refs.reshape(n_frames, n_sources, c, k, lags).permute(0, 1, 3, 2, 4)  # [T, j, K(p), C(q), L]
     negative = torch.cat([mixed_corr[:, :1] * 0, mixed_corr[:, lags:].flip(1)], dim=1)  # m = 0, −1, …, −(L−1)
-    energy_mixed = (torch.einsum("tjpqm,jmpq->tj", refs_to_own, mixed_corr[:, positive])
-                    + torch.einsum("tjpqm,jmpq->tj", own_to_refs, negative))
+    energy_mixed = (_per_source(frames.refs_to_own_matrix, mixed_corr[:, positive].permute(0, 2, 3, 1))
+                    + _per_source(frames.own_to_refs_matrix, negative.permute(0, 2, 3, 1)))
     # ⟨P ŝ, ŝ⟩ = Σ c[j, p, a, o] cross[(j, o), p, a]; ⟨P_j ŝ, s⟩ = Σ c_j[i, a, o] refs[(j, o), (j, i), a]
-    cross_own = cross.reshape(n_frames, n_sources, c, k, lags)  # [T, j, C(o), K(p), L]
-    inner_y = torch.einsum("tjopa,jpao->tj", cross_own, filters)
-    inner_own = torch.einsum("tjoia,jiao->tj", own_refs, own_filters)
+    inner_y = _per_source(frames.cross_matrix, filters.permute(0, 3, 1, 2))
+    inner_own = _per_source(frames.own_matrix, own_filters.permute(0, 3, 1, 2))
     energy_s = own_refs[..., 0].diagonal(dim1=-2, dim2=-1).sum(-1)  # ‖s_j‖²: [T, S]
 
     # rounding bounds (absolute) of each form Σ_i a_i c_i, its correlations c_i off by independent
@@ -175,8 +216,8 @@ def _filter_correlations(a: torch.Tensor, b: torch.Tensor, lags: int) -> torch.T
     """
     n = 2 * lags - 1
     n_fft = 1 << (n - 1).bit_length()
-    a_spec = torch.fft.rfft(a, n=n_fft, dim=2)  # [S, P, F, C]
-    b_spec = torch.fft.rfft(b, n=n_fft, dim=2)
-    spectrum = torch.einsum("jpfo,jqfo->jfpq", a_spec.conj(), b_spec)
+    a_spec = torch.fft.rfft(a, n=n_fft, dim=2).permute(0, 2, 1, 3)  # [S, F, P, C]
+    b_spec = torch.fft.rfft(b, n=n_fft, dim=2).permute(0, 2, 3, 1)  # [S, F, C, Q]
+    spectrum = a_spec.conj() @ b_spec  # [S, F, P, Q]
     full = torch.fft.irfft(spectrum, n=n_fft, dim=1)  # lag m at m mod n_fft
     return torch.cat([full[:, :lags], full[:, n_fft - lags + 1:]], dim=1)

@@ -28,6 +28,7 @@ from ..errors import WaveUNetError
 from .bss_eval import BACKENDS, CRITERIA, Conditioning, evaluate_images, silent_sources
 from .scores import TargetConditioning, TrackScores, json_number, global_sdr, read_scores, write_scores
 from .summary import TargetSummary, frame_median, summarize, write_summary
+from .threads import parallel_evaluations
 from .tracks import (ReferenceTrack, available_targets, load_reference, read_estimates, select_tracks,
                      separate_track, subset_of)
 
@@ -139,8 +140,9 @@ def evaluate_collection(collection: TrackCollection, indices: Sequence[int], tar
     """Score tracks ``indices`` of ``collection``, write their JSON and the summary.
 
     Tracks are decoded and estimated one after another here (a model is not shared across
-    threads); up to ``config.jobs`` of them are scored at once by worker threads. A failing track
-    stops the run after the tracks in flight are written.
+    threads); up to ``config.jobs`` of them are scored at once by worker threads, each on its
+    share of torch's CPU threads (:mod:`.threads`). A failing track stops the run after the tracks
+    in flight are written.
     """
     results: dict[int, TrackScores] = {}
     todo = []
@@ -165,7 +167,7 @@ def evaluate_collection(collection: TrackCollection, indices: Sequence[int], tar
         echo(f"[{len(results)}/{len(indices)}] {scores.track}: median SDR {medians} dB "
              f"({time.time() - started:.1f} s)")
 
-    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+    with parallel_evaluations(config.jobs), ThreadPoolExecutor(max_workers=config.jobs) as pool:
         pending: deque[tuple[int, Future, float]] = deque()
         for index in todo:
             started = time.time()

@@ -59,6 +59,9 @@ class SchurFactor:
     systems (the Levinson recursion, which builds the inverse instead, was off by more than 100 %)
     at ``O(K³ L²)`` instead of ``O(K³ L³)`` operations.
 
+    Systems of at most :data:`DENSE_SIZE` unknowns are factored densely instead (LAPACK's
+    Cholesky): as accurate, and faster there than the Python-driven recursion.
+
     The ridge grows tenfold for a system where a step is not positive definite (rounding).
 
     Args:
@@ -67,13 +70,14 @@ class SchurFactor:
 
     def __init__(self, blocks: torch.Tensor, ridge: torch.Tensor):
         ridge = ridge.clone()
-        factor, failed = _block_schur(_add_ridge(blocks, ridge))
+        factorize = _dense_cholesky if blocks.shape[1] * blocks.shape[2] <= DENSE_SIZE else _block_schur
+        factor, failed = factorize(_add_ridge(blocks, ridge))
         for _ in range(16):
             if not bool(failed.any()):
                 break
             index = failed.nonzero()[:, 0]
             ridge[index] *= 10
-            factor[index], failed[index] = _block_schur(_add_ridge(blocks[index], ridge[index]))
+            factor[index], failed[index] = factorize(_add_ridge(blocks[index], ridge[index]))
         self.factor, self.ridge = factor, ridge
 
     def __call__(self, rhs: torch.Tensor) -> torch.Tensor:
@@ -83,9 +87,21 @@ class SchurFactor:
         return torch.linalg.solve_triangular(self.factor, lower, upper=True).reshape(rhs.shape)
 
     def subset(self, index: torch.Tensor) -> "SchurFactor":
+        if _everything(index, len(self.factor)):
+            return self
         chosen = object.__new__(SchurFactor)
         chosen.factor, chosen.ridge = self.factor[index], self.ridge[index]
         return chosen
+
+
+#: systems up to this many unknowns (K L) are factored densely
+DENSE_SIZE = 2048
+
+
+def _dense_cholesky(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_block_schur`'s result by a dense Cholesky factorisation."""
+    lower, info = torch.linalg.cholesky_ex(dense(blocks))
+    return lower.transpose(-1, -2), info != 0
 
 
 def _block_schur(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,21 +118,25 @@ def _block_schur(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     v[:, :, :k] = 0
     factor = blocks.new_empty(batch, n, n)  # only the upper triangle is written, and read
     factor[:, :k] = u
+    infos = []
     for i in range(1, lags):
         start = i * k
         shifted = u[:, :, start - k:n - k]  # U moved one block on: its columns start … n
         rest = v[:, :, start:]
         a, b = shifted[:, :, :k], rest[:, :, :k]
-        rho = torch.linalg.solve(a.transpose(-1, -2), b.transpose(-1, -2)).transpose(-1, -2)  # b a⁻¹
-        g, info_g = torch.linalg.cholesky_ex(eye - rho.transpose(-1, -2) @ rho)  # lower: Gᵀ
-        h, info_h = torch.linalg.cholesky_ex(eye - rho @ rho.transpose(-1, -2))  # lower: Hᵀ
-        failed |= (info_g != 0) | (info_h != 0)
-        new_u = torch.linalg.solve_triangular(g, shifted - rho.transpose(-1, -2) @ rest, upper=False)
+        rho_t = torch.linalg.solve(a.transpose(-1, -2), b.transpose(-1, -2))  # (b a⁻¹)ᵀ
+        rho = rho_t.transpose(-1, -2)
+        pair = torch.stack([rho_t, rho]) @ torch.stack([rho, rho_t])  # ρᵀρ and ρρᵀ
+        (g, h), info = torch.linalg.cholesky_ex(eye - pair)  # lower: Gᵀ and Hᵀ
+        infos.append(info)
+        new_u = torch.linalg.solve_triangular(g, shifted - rho_t @ rest, upper=False)
         mixing = torch.linalg.solve_triangular(h, rho @ g, upper=False)  # H⁻ᵀ ρ Gᵀ
         new_v = h.transpose(-1, -2) @ rest - mixing @ new_u
         u[:, :, start:] = new_u
         v[:, :, start:] = new_v
         factor[:, start:start + k, start:] = new_u
+    if infos:
+        failed |= (torch.stack(infos) != 0).any(dim=0).any(dim=0)
     failed |= ~torch.isfinite(u[:, :, -k:]).flatten(1).all(dim=1)
     return factor, failed
 
@@ -132,17 +152,23 @@ class NormalSystem:
         rhs_scale: [batch, K, M], the size of the sums that gave ``rhs`` (for its rounding).
     """
 
-    def __init__(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor):
+    def __init__(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor,
+                 ridge: torch.Tensor | None = None):
         self.blocks, self.rhs, self.rhs_scale = blocks, rhs, rhs_scale
         size = blocks.shape[-1]
         self.mean_eigenvalue = blocks[:, 0].diagonal(dim1=-2, dim2=-1).sum(-1) / size
         self.operator = ExactToeplitz(blocks)
-        self.preconditioner = SchurFactor(blocks, PRECONDITIONER_RIDGE * self.mean_eigenvalue)
+        #: the ridge each system will be solved with (relative), known before it is factored, so
+        #: that the factor preconditions exactly that system
+        self.ridge = torch.zeros_like(self.mean_eigenvalue) if ridge is None else ridge
+        factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
+        self.preconditioner = SchurFactor(blocks, factor_ridge)
 
     def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None):
         """Exact solutions of ``(T + μ I) x = d``, ``μ = ridge · mean eigenvalue`` [batch] (0: the
         system itself), for the systems ``index`` (all if None). Returns x and the relative
-        residuals; μ below the preconditioner's ridge is fine (it only preconditions)."""
+        residuals. The one factorisation preconditions ridges up to a hundred times its own
+        (the preconditioned eigenvalues stay within [1, 100])."""
         index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
         mu = ridge[index] * self.mean_eigenvalue[index]
         operator = ExactToeplitz(_add_ridge(self.blocks[index], mu)) if bool((mu > 0).any()) \
@@ -151,18 +177,19 @@ class NormalSystem:
         rhs = self.rhs[index]
         return _exact_cg(operator, rhs, preconditioner, preconditioner(rhs))
 
-    def solve_determined(self, initial: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The exact solutions of the systems; for a system where that does not converge (its
-        float64 matrix is not even positive definite at rounding level), of ``T + μ I`` with the
-        smallest ridge of :data:`RIDGES` that does, preconditioned by a factor of its own.
+    def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact solutions of the systems (with their :attr:`ridge`); for a system where that
+        does not converge (its float64 matrix is not even positive definite at rounding level), of
+        ``T + μ I`` with the smallest larger ridge of :data:`RIDGES` that does, preconditioned by a
+        factor of its own.
 
         Returns:
             x [batch, L, K, M] and the ridges used [batch] (relative to the mean eigenvalue).
         """
-        ridge = torch.zeros_like(self.mean_eigenvalue) if initial is None else initial.clone()
-        x, residual = self._solve_ridged(ridge)
+        ridge = self.ridge.clone()
+        x, residual = self.solve(ridge)
         for relative in RIDGES:
-            failed = ~(residual <= CONVERGED)  # NaN counts as failed
+            failed = ~(residual <= CONVERGED) & (ridge < relative)  # NaN counts as failed
             if not bool(failed.any()):
                 break
             index = failed.nonzero()[:, 0]
@@ -175,20 +202,6 @@ class NormalSystem:
             x[index], residual[index] = solution, relative_residual
             ridge[index] = relative
         return x, ridge
-
-    def _solve_ridged(self, ridge: torch.Tensor):
-        """:meth:`solve`, each system with a ridge above the preconditioner's factored anew."""
-        x, residual = self.solve(torch.zeros_like(ridge))
-        ridged = (ridge * self.mean_eigenvalue > self.preconditioner.ridge).nonzero()[:, 0]
-        if len(ridged):
-            mu = ridge[ridged] * self.mean_eigenvalue[ridged]
-            blocks = _add_ridge(self.blocks[ridged], mu)
-            factor = SchurFactor(blocks, mu)
-            rhs = self.rhs[ridged]
-            solution, relative = _exact_cg(ExactToeplitz(blocks), rhs, factor, factor(rhs))
-            x, residual = x.clone(), residual.clone()
-            x[ridged], residual[ridged] = solution, relative
-        return x, residual
 
     def perturbation(self, x: torch.Tensor, ridge: torch.Tensor, seed: int = 0) -> torch.Tensor:
         """The first-order change ``δx = (T + μ I)⁻¹ (δd − δT x)`` of the solutions when every
@@ -209,7 +222,7 @@ class NormalSystem:
         change = delta_rhs - ExactToeplitz(delta_blocks).approximate(x)
         mu = ridge * self.mean_eigenvalue
         operator = ExactToeplitz(_add_ridge(self.blocks, mu)) if bool((mu > 0).any()) else self.operator
-        return _float64_cg(operator, change, self.preconditioner)
+        return _float64_cg(operator, change, self.preconditioner, iterations=2)
 
 
 #: the rounding errors of the correlations, in ulps of the sums they come from: museval's come from
@@ -217,10 +230,12 @@ class NormalSystem:
 _PERTURBATION_ULPS = 16.0
 
 
+def _everything(index: torch.Tensor, size: int) -> bool:
+    return len(index) == size and bool((index == torch.arange(size, device=index.device)).all())
+
+
 def _subset(operator: ExactToeplitz, index: torch.Tensor) -> ExactToeplitz:
-    if len(index) == len(operator.blocks) and bool((index == torch.arange(len(index), device=index.device)).all()):
-        return operator
-    return ExactToeplitz(operator.blocks[index])
+    return operator if _everything(index, len(operator.blocks)) else ExactToeplitz(operator.blocks[index])
 
 
 def _float64_cg(operator: ExactToeplitz, rhs: torch.Tensor, preconditioner, iterations: int = 4) -> torch.Tensor:
