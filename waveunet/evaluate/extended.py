@@ -1,4 +1,4 @@
-"""Products by block-Toeplitz matrices exact to about 100 bits, from float64 FFTs.
+"""Products by block-Toeplitz matrices to 64 bits beyond their largest terms, from float64 FFTs.
 
 The normal equations of BSSEval's distortion filters are symmetric positive definite but, for
 band-limited references (MP3-coded stems lose everything above about 16 kHz), their condition number
@@ -10,7 +10,9 @@ Ozaki's error-free splitting: each operand is scaled by a power of two to intege
 balanced 16-bit digits. A product of two digit sequences is a convolution of small integers; a
 float64 FFT computes it with an error far below one half, so rounding the result gives it exactly
 (the largest distance to an integer is checked). Summing the digit products by their weight as a
-double-double (``hi + lo``, Dekker 1971) gives the product to ~1e-30 relative.
+double-double (``hi + lo``, Dekker 1971) gives the product of the digit-truncated operands (the
+matrix to 64 bits below its largest entry, the vector to 80) exactly: to ~2^-64 of the largest
+terms, where float64 rounding leaves 2^-53 and more after cancellation.
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ def split_digits(x: torch.Tensor, dims: tuple[int, ...], n_digits: int) -> tuple
 
 @dataclass
 class ExactToeplitz:
-    """``T`` of :func:`~waveunet.evaluate.toeplitz.block_toeplitz_matmul`, for products ``T x``
-    exact to ~1e-30 relative (:meth:`product`) besides plain float64 ones (:meth:`approximate`).
+    """A block-Toeplitz ``T``, for products ``T x`` to ~2^-64 of their terms (:meth:`product`)
+    besides plain float64 ones (:meth:`approximate`).
 
     Args:
         blocks: [batch, L, K, K], ``blocks[:, k] = R(k)``.

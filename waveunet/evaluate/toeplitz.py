@@ -5,26 +5,25 @@ block ``T[a, b] = R(b − a)`` with ``R(−k) = R(k)ᵀ``. For band-limited refe
 ill-conditioned: condition numbers of 1e11 for 16-bit stems (their quantisation noise is white),
 1e15 to beyond 1e17 for MP3-coded ones, empty above ~16 kHz. A float64 solve (museval's dense LU)
 then returns rounding noise along the near-null directions, and BSSEval's framewise criteria turn
-that noise into dB. :func:`solve_normal_equations` therefore solves:
+that noise into dB. :class:`NormalSystem` therefore solves
 
-1. in float64, by the Cholesky factor of ``T + μ₀ I`` from the block Schur algorithm
-   (:class:`SchurFactor`; the ridge is far below any eigenvalue that matters and only keeps the
-   factorisation positive definite): what museval's dense solve returns too, up to its own
-   rounding (:attr:`Solution.rounded`);
-2. then by conjugate gradients preconditioned with that factorisation, every product ``T p``
-   computed exactly (:mod:`.extended`) and iterate and residual kept as double-doubles, to a
-   residual of ~1e-20 of ``d``: the solution of the system itself, not of its rounding, which
-   does not move when the data are rescaled by ``1 + 1e-9`` (museval's does);
-3. where that does not converge (the float64 system is not even positive definite at rounding
-   level, condition numbers beyond ~1e17), the solution is not determined by float64 data: the
-   system is regularised by a ridge ``μ I`` (Tikhonov), ``μ`` the smallest of a ladder of
-   fractions of the mean eigenvalue for which step 2 converges, and flagged
-   (:attr:`Solution.regularized`).
+1. by conjugate gradients preconditioned with the Cholesky factor of ``T + μ₀ I``
+   (:class:`SchurFactor`, from the block Schur algorithm or, for small systems, LAPACK; the ridge
+   is far below any eigenvalue that matters and only keeps the factorisation positive
+   definite), every product ``T p`` computed exactly (:mod:`.extended`) and iterate and residual
+   kept as double-doubles, to a residual of ~1e-20 of ``d``: the solution of the system itself,
+   not of its rounding;
+2. where that does not converge (a system singular at rounding level, its right-hand side outside
+   the range), ``T + μ I`` instead, ``μ`` the smallest of a ladder of fractions of the mean
+   eigenvalue (:data:`RIDGES`) for which it does; a caller may also ask for a ridge up front
+   (:class:`NormalSystem`'s ``ridge``).
+
+:meth:`NormalSystem.perturbation` gives the first-order change of the solution when the
+correlations are off by a few ulps, as a float64 evaluator's are: how far the scores then move
+says how well float64 data determine them.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -76,7 +75,8 @@ class SchurFactor:
             if not bool(failed.any()):
                 break
             index = failed.nonzero()[:, 0]
-            ridge[index] *= 10
+            floor = PRECONDITIONER_RIDGE * blocks[index, 0].diagonal(dim1=-2, dim2=-1).mean(-1)
+            ridge[index] = torch.maximum(10 * ridge[index], floor)
             factor[index], failed[index] = factorize(_add_ridge(blocks[index], ridge[index]))
         self.factor, self.ridge = factor, ridge
 
@@ -179,7 +179,7 @@ class NormalSystem:
 
     def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact solutions of the systems (with their :attr:`ridge`); for a system where that
-        does not converge (its float64 matrix is not even positive definite at rounding level), of
+        does not converge (singular at rounding level, the right-hand side outside its range), of
         ``T + μ I`` with the smallest larger ridge of :data:`RIDGES` that does, preconditioned by a
         factor of its own.
 
@@ -276,7 +276,7 @@ def _exact_cg(operator: ExactToeplitz, rhs, preconditioner, start) -> tuple[torc
     """Preconditioned CG in double-double with exact products, from ``start``.
 
     The iterate and the residual are double-doubles; every product ``T p`` is exact, so the
-    residual recurrence ``r ← r − α T p`` stays the true residual to ~1e-30 (it is recomputed from
+    residual recurrence ``r ← r − α T p`` stays the true residual to ~2^-100 (it is recomputed from
     the iterate every :data:`_REPLACE_EVERY` steps all the same), and the curvature ``pᵀ T p``,
     which along near-null directions a float64 product gets all wrong, is right. Polak-Ribière's
     ``β`` keeps the directions useful when the preconditioner is poor.
@@ -337,18 +337,6 @@ def _safe_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(b != 0, a / b, torch.zeros_like(a))
 
 
-def block_toeplitz_matmul(blocks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``T x`` by FFT: ``(T x)[a] = Σ_b R(b − a) x[b]`` is a convolution along the delays.
-
-    Args:
-        blocks: [batch, L, K, K]; x: [batch, L, K, M].
-
-    Returns:
-        [batch, L, K, M].
-    """
-    return ExactToeplitz(blocks).approximate(x)
-
-
 def toeplitz_kernel(blocks: torch.Tensor) -> torch.Tensor:
     """``T``'s blocks at lags ``L−1 … 0 … −(L−1)`` [batch, 2L−1, K, K], ordered so that
     ``(T x)[a] = (kernel ∗ x)[L − 1 + a]``."""
@@ -367,21 +355,3 @@ def dense(blocks: torch.Tensor) -> torch.Tensor:
     delay = torch.arange(lags, device=blocks.device)
     matrix = full[:, lags - 1 + delay[None, :] - delay[:, None]]  # [batch, L(a), L(b), K, K]
     return matrix.permute(0, 1, 3, 2, 4).reshape(batch, lags * k, lags * k)
-
-
-def dense_solve(blocks: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
-    """LU solve of the dense system, least squares if it is singular, as museval does it.
-
-    Args:
-        blocks: [batch, L, K, K]; rhs: [batch, L, K, M].
-
-    Returns:
-        [batch, L, K, M].
-    """
-    matrix = dense(blocks)
-    flat = rhs.reshape(matrix.shape[0], matrix.shape[1], -1)
-    solution, info = torch.linalg.solve_ex(matrix, flat)
-    if bool((info != 0).any()):
-        # numpy's SVD-based least squares (museval's np.linalg.lstsq) exists on the CPU only
-        solution = torch.linalg.lstsq(matrix.cpu(), flat.cpu(), driver="gelsd").solution.to(matrix.device)
-    return solution.reshape(rhs.shape)
