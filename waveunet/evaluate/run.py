@@ -25,11 +25,12 @@ import torch
 from ..data.targets import ACCOMPANIMENT, VOCALS
 from ..data.tracks import TrackCollection
 from ..errors import WaveUNetError
-from .bss_eval import BACKENDS, bss_eval, silent_sources
-from .scores import TrackScores, read_scores, write_scores
+from .bss_eval import BACKENDS, CRITERIA, Conditioning, evaluate_images, silent_sources
+from .scores import TargetConditioning, TrackScores, json_number, global_sdr, read_scores, write_scores
 from .summary import TargetSummary, frame_median, summarize, write_summary
+from .threads import parallel_evaluations
 from .tracks import (ReferenceTrack, available_targets, load_reference, read_estimates, select_tracks,
-                     separate_track)
+                     separate_track, subset_of)
 
 #: BSSEval frame length and hop in seconds (SiSEC 2018, museval's defaults)
 WINDOW_SECONDS = 1.0
@@ -59,7 +60,8 @@ class EvaluationConfig:
 
 def score_track(reference: ReferenceTrack, estimates: dict[str, torch.Tensor], backend: str = "fast",
                 device: str | None = None) -> TrackScores:
-    """BSSEval v4 scores of the estimated targets of one track, grouped as museval groups them."""
+    """BSSEval v4 scores of the estimated targets of one track, grouped as museval groups them;
+    with each target's global SDR (uSDR) and, for the fast backend, its conditioning."""
     targets = [target for target in reference.targets if target in estimates]
     paired = VOCALS in targets and ACCOMPANIMENT in targets
     problems = []
@@ -75,17 +77,39 @@ def score_track(reference: ReferenceTrack, estimates: dict[str, torch.Tensor], b
     window = int(WINDOW_SECONDS * reference.sample_rate)
     hop = int(HOP_SECONDS * reference.sample_rate)
     scored: dict[str, dict[str, list[float]]] = {}
+    conditioning: dict[str, TargetConditioning] = {}
     for group, kept in problems:
         refs = torch.stack([reference.targets[t] for t in group]).transpose(1, 2)  # [S, time, channels]
         ests = torch.stack([estimates[t] for t in group]).transpose(1, 2)
         _refuse_silence(reference, group, refs, ests)
-        sdr, isr, sir, sar = (np.asarray(m) for m in bss_eval(refs.numpy(), ests.numpy(), window, hop,
-                                                                backend=backend, device=device))
+        result = evaluate_images(refs.double().numpy(), ests.double().numpy(), window, hop,
+                                 backend=backend, device=device)
+        sdr, isr, sir, sar = (np.asarray(m) for m in result.scores)
         for i, target in enumerate(group):
             if target in kept:
                 scored[target] = {"SDR": sdr[i].tolist(), "SIR": sir[i].tolist(),
                                   "ISR": isr[i].tolist(), "SAR": sar[i].tolist()}
-    return TrackScores(reference.name, scored, WINDOW_SECONDS, HOP_SECONDS)
+                if result.conditioning is not None:
+                    conditioning[target] = target_conditioning(result.conditioning, i)
+    usdr = {target: global_sdr(reference.targets[target], estimates[target]) for target in scored}
+    return TrackScores(reference.name, scored, WINDOW_SECONDS, HOP_SECONDS, usdr, conditioning)
+
+
+def target_conditioning(conditioning: Conditioning, source: int) -> TargetConditioning:
+    """Source ``source``'s share of a problem's :class:`~.bss_eval.Conditioning`, for its JSON."""
+    frames = []
+    for t, ill in enumerate(conditioning.ill_conditioned[source]):
+        if not ill:
+            frames.append(None)
+            continue
+        sensitivity = {name: json_number(round(float(conditioning.sensitivity[m, source, t]), 5))
+                       for m, name in enumerate(CRITERIA) if name != "SDR"}
+        unresolved = [name for m, name in enumerate(CRITERIA) if conditioning.unresolved[m, source, t]]
+        frames.append({"sensitivity_dB": sensitivity, "unresolved": unresolved})
+    return TargetConditioning(condition=float(conditioning.condition[source]),
+                              own_condition=float(conditioning.own_condition[source]),
+                              regularized=bool(conditioning.regularized[source]),
+                              own_regularized=bool(conditioning.own_regularized[source]), frames=frames)
 
 
 def _refuse_silence(reference: ReferenceTrack, group, refs, ests) -> None:
@@ -116,15 +140,15 @@ def evaluate_collection(collection: TrackCollection, indices: Sequence[int], tar
     """Score tracks ``indices`` of ``collection``, write their JSON and the summary.
 
     Tracks are decoded and estimated one after another here (a model is not shared across
-    threads); up to ``config.jobs`` of them are scored at once by worker threads. A failing track
-    stops the run after the tracks in flight are written.
+    threads); up to ``config.jobs`` of them are scored at once by worker threads, each on its
+    share of torch's CPU threads (:mod:`.threads`). A failing track stops the run after the tracks
+    in flight are written.
     """
-    subset = getattr(collection, "subset", None)
     results: dict[int, TrackScores] = {}
     todo = []
     for index in indices:
         name = collection.track_names[index]
-        path = scores_path(config.out, name, subset)
+        path = scores_path(config.out, name, subset_of(collection, index))
         if path.exists() and not config.force:
             results[index] = read_scores(path, name)
             echo(f"{name}: scores exist in {path}, skipped (use --force to redo)")
@@ -133,7 +157,7 @@ def evaluate_collection(collection: TrackCollection, indices: Sequence[int], tar
 
     def score_and_write(reference: ReferenceTrack, estimates) -> TrackScores:
         scores = score_track(reference, estimates, config.backend, config.device)
-        write_scores(scores, scores_path(config.out, reference.name, subset))
+        write_scores(scores, scores_path(config.out, reference.name, reference.subset))
         # as stored (5 decimals, infinities as NaN), so that a resumed run summarizes the same numbers
         return TrackScores.from_museval(scores.track, scores.to_museval())
 
@@ -143,7 +167,7 @@ def evaluate_collection(collection: TrackCollection, indices: Sequence[int], tar
         echo(f"[{len(results)}/{len(indices)}] {scores.track}: median SDR {medians} dB "
              f"({time.time() - started:.1f} s)")
 
-    with ThreadPoolExecutor(max_workers=config.jobs) as pool:
+    with parallel_evaluations(config.jobs), ThreadPoolExecutor(max_workers=config.jobs) as pool:
         pending: deque[tuple[int, Future, float]] = deque()
         for index in todo:
             started = time.time()
@@ -166,7 +190,8 @@ def evaluate_estimates(estimates_dir: str | Path, collection: TrackCollection, c
                        echo: Callable[[str], None] = print) -> EvaluationResult:
     """Score the files ``estimates_dir/<track>/<target>.wav`` against ``collection``.
 
-    Without ``tracks``, every track of the collection that has a folder in ``estimates_dir``.
+    Without ``tracks``, every folder of ``estimates_dir`` (in whichever subset of the collection
+    holds its track); a folder named after no track is an error, as is a folder without any.
     """
     estimates_dir = Path(estimates_dir)
     if not estimates_dir.is_dir():
@@ -174,9 +199,16 @@ def evaluate_estimates(estimates_dir: str | Path, collection: TrackCollection, c
     if tracks:
         indices = select_tracks(collection, tracks)
     else:
-        indices = [i for i, name in enumerate(collection.track_names) if (estimates_dir / name).is_dir()]
-        if not indices:
+        folders = sorted(f.name for f in estimates_dir.iterdir() if f.is_dir() and not f.name.startswith("."))
+        index = {name: i for i, name in enumerate(collection.track_names)}
+        unknown = [name for name in folders if name not in index]
+        if unknown:
+            more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+            raise WaveUNetError(f"{estimates_dir / unknown[0]}: no track of that name in "
+                                f"{collection.description}{more}")
+        if not folders:
             raise WaveUNetError(f"{estimates_dir}: no folder named after a track of {collection.description}")
+        indices = sorted(index[name] for name in folders)
     return evaluate_collection(collection, indices, available_targets(collection),
                                lambda reference: read_estimates(estimates_dir / reference.name, reference),
                                config, echo)

@@ -1,61 +1,77 @@
-"""Torch's CPU threads, shared among the BSSEval evaluations running at once in this process.
+"""Torch's CPU threads for evaluations running at once, without oversubscribing the cores.
 
-``torch.set_num_threads`` is process-wide: evaluations on several threads (``waveunet evaluate
---jobs``) would otherwise each ask for all cores and oversubscribe them. Each evaluation runs
-inside :func:`cpu_threads`, which splits the threads among the evaluations inside and restores the
-setting after the last one leaves.
+``torch.set_num_threads`` acts on the calling thread only (OpenMP's thread count is a per-thread
+setting), so every thread that computes sets its own: an evaluation on one of ``jobs`` worker
+threads (``waveunet evaluate --jobs``) uses ``cores // jobs`` torch threads, and shares them with
+the helper thread it starts for the per-source systems (:func:`with_helper_thread`). The number of
+cores is torch's thread count when the jobs start.
 """
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 
-_threads_lock = threading.Lock()
-_threads_users = {"single": 0, "shared": 0}
-_threads_saved = 1
+_state = {"jobs": 1, "cores": None}
+_lock = threading.Lock()
 
 
 @contextmanager
-def cpu_threads(device: torch.device, single: bool = False):
-    """Share torch's CPU threads (process-wide) among the callers inside, restored after the last.
-
-    Large transforms and products (correlations, refinement, framewise filtering) run on the
-    callers' share of the threads: all of them for one evaluation, one each when as many score
-    tracks at once (``waveunet evaluate --jobs``) as there are threads. ``single`` asks for one
-    thread for everyone meanwhile: the Levinson recursion is thousands of small products, and on
-    more threads each pays a fork/join, and on a busy machine a descheduled worker stalls every
-    one of them (measured 4-10x slower with 2 threads than with 1 on 2 loaded cores).
-    """
-    global _threads_saved
-    if device.type != "cpu":
-        yield
-        return
-    kind = "single" if single else "shared"
-    with _threads_lock:
-        if sum(_threads_users.values()) == 0:
-            _threads_saved = torch.get_num_threads()
-        _threads_users[kind] += 1
-        _share_threads()
+def parallel_evaluations(jobs: int):
+    """Within: ``jobs`` evaluations run at once, each on ``cores // jobs`` torch threads."""
+    with _lock:
+        saved = dict(_state)
+        _state["jobs"], _state["cores"] = max(1, int(jobs)), torch.get_num_threads()
     try:
         yield
     finally:
-        with _threads_lock:
-            _threads_users[kind] -= 1
-            if sum(_threads_users.values()) == 0:
-                torch.set_num_threads(_threads_saved)
-            else:
-                _share_threads()
+        with _lock:
+            _state.update(saved)
 
 
-def _share_threads() -> None:
-    """Set torch's threads for the callers now inside :func:`cpu_threads` (lock held)."""
-    shared = 1 if _threads_users["single"] else max(1, _threads_saved // _threads_users["shared"])
-    torch.set_num_threads(shared)
+def threads_per_evaluation() -> int:
+    cores = _state["cores"] or torch.get_num_threads()
+    return max(1, cores // _state["jobs"])
 
 
-def one_cpu_thread(device: torch.device):
-    """:func:`cpu_threads` with one thread for everyone meanwhile."""
-    return cpu_threads(device, single=True)
+@contextmanager
+def cpu_threads(device: torch.device):
+    """This thread's torch threads set to its share of the cores while inside, then restored."""
+    if device.type != "cpu":
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads_per_evaluation() if _state["cores"] else saved)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+@contextmanager
+def with_helper_thread():
+    """Split this thread's torch threads with one helper thread running meanwhile: yields a
+    wrapper for the helper's function (which runs with the other half)."""
+    threads = torch.get_num_threads()
+    mine = max(1, threads // 2)
+    theirs = max(1, threads - mine)
+
+    def wrap(function: Callable) -> Callable:
+        def run(*args, **kwargs):
+            saved = torch.get_num_threads()
+            torch.set_num_threads(theirs)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                torch.set_num_threads(saved)
+
+        return run
+
+    torch.set_num_threads(mine)
+    try:
+        yield wrap
+    finally:
+        torch.set_num_threads(threads)

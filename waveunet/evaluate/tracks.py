@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..audio import read_audio
 from ..data.folders import EXTENSIONS, TrackFolder
-from ..data.musdb18 import MUSDB18
+from ..data.musdb18 import MUSDB18, SUBSETS
 from ..data.targets import ACCOMPANIMENT, MIXTURE, MUSDB_SOURCES, VOCALS, build_target, sum_of
 from ..data.tracks import TrackCollection
 from ..errors import WaveUNetError
@@ -47,14 +47,68 @@ class ReferenceTrack:
         return self.mixture.shape[0]
 
 
-def open_references(*, musdb: str | Path | None = None, is_wav: bool = False, subset: str = "test",
+class EstimateLengthWarning(UserWarning):
+    """An estimate longer or shorter than its reference (cut or zero-padded, as museval does)."""
+
+
+def open_references(*, musdb: str | Path | None = None, is_wav: bool = False, subset: str | None = "test",
                     split: str | None = None, references: str | Path | None = None) -> TrackCollection:
-    """MUSDB18 under ``musdb`` (one subset, optionally musdb's split), or a track folder."""
+    """MUSDB18 under ``musdb`` (one subset, optionally musdb's split; ``subset=None``: every
+    subset the root has), or a track folder."""
     if (musdb is None) == (references is None):
         raise WaveUNetError("give the reference tracks as either --musdb ROOT or --references DIR")
-    if musdb is not None:
-        return MUSDB18(musdb, subset=subset, split=split, is_wav=is_wav)
-    return TrackFolder(references)
+    if musdb is None:
+        return TrackFolder(references)
+    if subset is not None or split is not None:
+        return MUSDB18(musdb, subset=subset or "train", split=split, is_wav=is_wav)
+    present = [name for name in SUBSETS if (Path(musdb) / name).is_dir()]
+    if not present:
+        raise WaveUNetError(f"{musdb}: no MUSDB18 subset folder ({' or '.join(f'{n}/' for n in SUBSETS)})")
+    parts = [MUSDB18(musdb, subset=name, is_wav=is_wav) for name in present]
+    return parts[0] if len(parts) == 1 else SubsetChain(parts)
+
+
+class SubsetChain(TrackCollection):
+    """The tracks of several MUSDB18 subsets of one root, one after the other."""
+
+    def __init__(self, parts: Sequence[MUSDB18]):
+        self.parts = list(parts)
+        self._index = [(part, i) for part in self.parts for i in range(len(part))]
+        names = [part.track_names[i] for part, i in self._index]
+        seen = {}
+        for (part, _), name in zip(self._index, names):
+            if name in seen and seen[name] is not part:
+                raise WaveUNetError(f"{part.root}: track {name!r} is in both {seen[name].subset}/ and {part.subset}/")
+            seen[name] = part
+        self._names = names
+        release = "MUSDB18-HQ" if self.parts[0].is_wav else "MUSDB18"
+        self.description = f"{release} {' and '.join(p.subset for p in self.parts)} at {self.parts[0].root}"
+        self.slug = "+".join(part.slug for part in self.parts)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.parts[0].sources
+
+    @property
+    def track_names(self) -> list[str]:
+        return list(self._names)
+
+    def load(self, index: int):
+        part, i = self._index[index]
+        return part.load(i)
+
+    def subset_of(self, index: int) -> str:
+        return self._index[index][0].subset
+
+    def identity(self) -> dict:
+        return {"collection": "musdb18-subsets", "parts": [part.identity() for part in self.parts]}
+
+
+def subset_of(collection: TrackCollection, index: int) -> str | None:
+    """The MUSDB18 subset holding track ``index`` (museval files its JSON under it), or None."""
+    if isinstance(collection, SubsetChain):
+        return collection.subset_of(index)
+    return getattr(collection, "subset", None)
 
 
 def select_tracks(collection: TrackCollection, names: Sequence[str] | None) -> list[int]:
@@ -106,7 +160,7 @@ def load_reference(collection: TrackCollection, index: int, targets: Sequence[st
     mixture = waveforms.get(MIXTURE)
     if mixture is None:
         mixture = sum_of(sources.values())
-    return ReferenceTrack(name=name, subset=getattr(collection, "subset", None), sample_rate=rates[first],
+    return ReferenceTrack(name=name, subset=subset_of(collection, index), sample_rate=rates[first],
                           targets={target: build_target(sources, target) for target in targets},
                           mixture=mixture, location=location)
 
@@ -148,8 +202,8 @@ def fit_estimate(estimate: torch.Tensor, reference: ReferenceTrack, name: str) -
     found, length = estimate.shape[-1], reference.length
     if found != length:
         action = "truncated" if found > length else "zero-padded at the end"
-        warnings.warn(f"{name}: {found} samples but the reference has {length}: {action}, "
-                      f"as museval does", stacklevel=2)
+        warnings.warn(EstimateLengthWarning(f"{name}: {found} samples but the reference has {length}: "
+                                            f"{action}, as museval does"), stacklevel=2)
         estimate = F.pad(estimate[:, :length], (0, max(0, length - found)))
     return estimate
 
