@@ -78,6 +78,9 @@ class MUSDB18(TrackCollection):
         files = {name: Path(track.sources[name].path) if name != MIXTURE else Path(track.path) for name in names}
         return Stems(waveforms, {name: int(track.rate) for name in names}, files)
 
+    def subset_of(self, index: int) -> str:
+        return self.subset
+
     def identity(self) -> dict:
         return {
             "collection": "musdb18",

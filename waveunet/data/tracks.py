@@ -57,6 +57,11 @@ class TrackCollection(ABC):
     def identity(self) -> dict:
         """A JSON-serialisable description that changes whenever the decoded audio could."""
 
+    def subset_of(self, index: int) -> str | None:
+        """The MUSDB18 subset (``train``/``test``) holding track ``index``, where the collection
+        has subsets (museval files a track's scores under it); None otherwise."""
+        return None
+
     def __len__(self) -> int:
         return len(self.track_names)
 

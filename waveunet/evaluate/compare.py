@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..atomic import AtomicGroup
+from ..atomic import AtomicGroup, make_folders, remove_empty_folders
 from ..errors import WaveUNetError
 from .scores import TrackScores
 from .summary import METRICS, frame_median
@@ -286,18 +286,13 @@ def write_comparison(comparison: Comparison, out: str | Path, force: bool = Fals
     if out.exists() and not out.is_dir():
         raise WaveUNetError(f"{out}: exists and is not a folder")
     paths = [out / "compare.json", out / "compare.csv", out / "boxplot.png"]
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    created = make_folders(out)
     try:
         with AtomicGroup(force=force) as group:
             group.add(paths[0]).write_text(document)
             group.add(paths[1]).write_text(table)
             group.add(paths[2], suffix=".png").write_bytes(png)
     except BaseException:
-        if created:
-            try:
-                out.rmdir()
-            except OSError:
-                pass
+        remove_empty_folders(created)
         raise
     return paths

@@ -30,7 +30,7 @@ from .scores import TargetConditioning, TrackScores, json_number, global_sdr, re
 from .summary import TargetSummary, frame_median, summarize, write_summary
 from .threads import parallel_evaluations
 from .tracks import (ReferenceTrack, available_targets, load_reference, read_estimates, select_tracks,
-                     separate_track, subset_of)
+                     separate_track)
 
 #: BSSEval frame length and hop in seconds (SiSEC 2018, museval's defaults)
 WINDOW_SECONDS = 1.0
@@ -148,7 +148,7 @@ def evaluate_collection(collection: TrackCollection, indices: Sequence[int], tar
     todo = []
     for index in indices:
         name = collection.track_names[index]
-        path = scores_path(config.out, name, subset_of(collection, index))
+        path = scores_path(config.out, name, collection.subset_of(index))
         if path.exists() and not config.force:
             results[index] = read_scores(path, name)
             echo(f"{name}: scores exist in {path}, skipped (use --force to redo)")

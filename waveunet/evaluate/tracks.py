@@ -104,13 +104,6 @@ class SubsetChain(TrackCollection):
         return {"collection": "musdb18-subsets", "parts": [part.identity() for part in self.parts]}
 
 
-def subset_of(collection: TrackCollection, index: int) -> str | None:
-    """The MUSDB18 subset holding track ``index`` (museval files its JSON under it), or None."""
-    if isinstance(collection, SubsetChain):
-        return collection.subset_of(index)
-    return getattr(collection, "subset", None)
-
-
 def select_tracks(collection: TrackCollection, names: Sequence[str] | None) -> list[int]:
     """Indices of the tracks called ``names`` (all tracks if None), in the collection's order."""
     if not names:
@@ -160,7 +153,7 @@ def load_reference(collection: TrackCollection, index: int, targets: Sequence[st
     mixture = waveforms.get(MIXTURE)
     if mixture is None:
         mixture = sum_of(sources.values())
-    return ReferenceTrack(name=name, subset=subset_of(collection, index), sample_rate=rates[first],
+    return ReferenceTrack(name=name, subset=collection.subset_of(index), sample_rate=rates[first],
                           targets={target: build_target(sources, target) for target in targets},
                           mixture=mixture, location=location)
 

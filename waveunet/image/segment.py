@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from ..atomic import AtomicGroup, check_destination
+from ..atomic import AtomicGroup, check_destination, make_folders, remove_empty_folders
 from ..errors import WaveUNetError
 from ..tiling import Tiling, exact_tiling, faded_tiling, tiled_forward
 from .data import read_image
@@ -235,16 +235,8 @@ def segment_files(model: nn.Module, paths: Sequence[str | os.PathLike], folder: 
 def _output_folder(folder: Path):
     """Create ``folder`` (and missing parents); on leaving, remove again those of them that were
     created here and are still empty, so that a run that wrote nothing leaves nothing behind."""
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise WaveUNetError(f"{folder}: cannot create the output folder ({error.strerror or error})") from None
+    created = make_folders(folder)
     try:
         yield folder
     finally:
-        for made in created:  # deepest first
-            try:
-                made.rmdir()  # only if empty
-            except OSError:
-                break
+        remove_empty_folders(created)
