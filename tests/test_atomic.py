@@ -190,6 +190,8 @@ def test_signals_wait_for_the_end_of_a_held_step():
 
     seen = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    # Ctrl-C as in an interactive process (run in the background, the suite inherits SIGINT ignored)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with signals_held():
             signal.raise_signal(signal.SIGTERM)
@@ -202,6 +204,7 @@ def test_signals_wait_for_the_end_of_a_held_step():
         assert seen[-1] == "finished the step"
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def test_folders_made_for_a_failed_write_are_removed_again(tmp_path):

@@ -48,12 +48,19 @@ def write_song(path, seconds=1.0, rate=RATE, seed=0):
     return path
 
 
+def as_in_a_terminal() -> None:
+    """A child's SIGINT as a shell gives a foreground command: default. Run in the background
+    (``&``, nohup, some CI runners) the tests' own process ignores SIGINT, a child inherits that,
+    and Python then rightly ignores Ctrl-C too."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args) -> subprocess.Popen:
     """A real ``waveunet separate`` process."""
     command = [sys.executable, "-c", "from waveunet.cli import main; main(prog_name='waveunet')", "separate",
                *map(str, args), "--no-progress"]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=as_in_a_terminal)
 
 
 def run(*args):

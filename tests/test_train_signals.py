@@ -38,13 +38,20 @@ log_every = 1
 """
 
 
-def start_training(tmp_path: Path, *extra: str) -> subprocess.Popen:
+def as_in_a_terminal() -> None:
+    """SIGINT at its default in the child, as a shell gives a foreground command (the tests may run
+    in the background, where SIGINT is ignored and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_training(tmp_path: Path, *extra: str, preexec=as_in_a_terminal) -> subprocess.Popen:
     recipe = tmp_path / "recipe.toml"
     recipe.write_text(RECIPE)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "waveunet.train", str(recipe), "--out", str(tmp_path / "run"),
                              "--no-progress", "--set", f'data.cache_dir="{tmp_path / "cache"}"', *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=preexec)
 
 
 def wait_for_steps(run: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -59,6 +66,19 @@ def wait_for_steps(run: Path, process: subprocess.Popen, timeout: float = 120.0)
         time.sleep(0.2)
     process.kill()
     pytest.fail("training did not start within the timeout")
+
+
+def test_a_run_started_ignoring_sigint_keeps_ignoring_it(tmp_path):
+    """As under ``nohup`` or ``&``: Ctrl-C is not for it; SIGTERM still stops it cleanly."""
+    process = start_training(tmp_path, preexec=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    wait_for_steps(tmp_path / "run", process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(2.0)
+    assert process.poll() is None  # still training
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "(SIGTERM; continue with --resume)" in output, output
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

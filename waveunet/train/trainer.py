@@ -403,7 +403,10 @@ class _StopSignals:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
+                # a signal the process was started ignoring (``nohup``, a background job) stays
+                # ignored, as Python leaves an ignored SIGINT and as separation does
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum, frame):
