@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ..atomic import AtomicGroup
+from .bss_eval import SENSITIVITY_DB
 from .scores import TrackScores
 
 #: metric order in the summary (museval's printout order)
@@ -37,8 +38,9 @@ AGGREGATION = {
     "median": "per metric: median over tracks of each track's median over its frames",
     "mean": "per metric: mean over tracks of the same per-track medians",
     "skipped": "NaN frames (silent references or estimates) and NaN tracks",
-    "ill_conditioned": "frames where a float64 solve such as museval's moves a score by more than "
-                       "1e-4 dB, a score is unresolved, or the filters' system had to be regularized",
+    "ill_conditioned": "frames where a rounding-level change of the correlations (what a float64 solve "
+                       f"such as museval's makes) moves a score by more than {SENSITIVITY_DB:g} dB, or "
+                       "where an error energy is within its rounding bound (the score is then a lower bound)",
 }
 
 
