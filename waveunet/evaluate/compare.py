@@ -283,8 +283,6 @@ def write_comparison(comparison: Comparison, out: str | Path, force: bool = Fals
     png = boxplot_png(comparison)
     document = json.dumps(comparison_document(comparison), indent=2) + "\n"
     table = comparison_csv(comparison)
-    if out.exists() and not out.is_dir():
-        raise WaveUNetError(f"{out}: exists and is not a folder")
     paths = [out / "compare.json", out / "compare.csv", out / "boxplot.png"]
     created = make_folders(out)
     try:
