@@ -41,8 +41,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .correlations import (BlockPlan, boundary_correlations, frame_correlations, framed, lag_zero_products,
-                           lagged_correlations)
+from .correlations import (BlockPlan, TrackCorrelations, add_frames, boundary_correlations, coarse_grid,
+                           frame_correlations, lagged_correlations)
+from .extended import dd_add, dd_add_dd, two_sum
 from .framewise import Criteria, FrameData, criteria
 from .threads import cpu_threads, with_helper_thread
 from .toeplitz import NormalSystem
@@ -235,13 +236,16 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
     n_frames = (length - window) // hop + 1  # museval's Framing
     with cpu_threads(references.device):
         plan = BlockPlan.for_segment(window, filters_len)
-        frames = framed([references, estimates], 0, hop, n_frames, plan)  # [T, 2K, padded]
-        track, frame_corr = correlate([references, estimates], frames, plan, hop, k)
-        estimate_energy, error_energy, silent = frame_statistics(frames, window, n_sources, n_channels,
+        track, frame_corr, gram = correlate([references, estimates], plan, hop, n_frames, k)
+        blocks = gram_blocks(track[0], k)
+        joint_condition = spectral_condition(blocks[None])
+        if bool(joint_condition >= ACCURATE_CONDITION):
+            track = accurate_track([references, estimates], plan, hop, n_frames, k)
+        estimate_energy, error_energy, silent = frame_statistics(gram, window, hop, n_sources, n_channels,
                                                                  references, estimates)
         data = FrameData(refs=frame_corr[:, :k], cross=frame_corr[:, k:],
                          estimate_energy=estimate_energy, error_energy=error_energy, n_sources=n_sources)
-        systems = normal_equations(track, frames, n_sources, n_channels)
+        systems = normal_equations(track, gram, n_sources, n_channels, joint_condition)
         solved = solve_systems(systems, data, n_sources, n_channels)
         exact, sensitivity = solved.criteria, solved.sensitivity
         mask = silent[None, None]  # [1, 1, T]
@@ -261,55 +265,86 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
     return scores, conditioning
 
 
-def correlate(sources: list[torch.Tensor], frames: torch.Tensor, plan: BlockPlan, hop: int,
-              n_refs: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The correlations BSSEval needs, of each frame and of the whole track.
+def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: int,
+              n_refs: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """The correlations BSSEval needs, of each frame and of the whole track, by float64 FFTs.
 
     ``out[p, q, k] = Σ_n x_p[n + k] · x_q[n]`` with ``q`` a reference channel; for a frame, over
     its samples only (museval filters each frame alone).
 
     Args:
-        sources: references and estimates [S, time, C].
-        frames: their :func:`~.correlations.framed` frames [T, 2K, padded], K = S·C.
-        plan: the frames' block plan; hop: their spacing.
+        sources: references and estimates [S, time, C], K = S·C channels each.
+        plan: the frames' block plan; hop: their spacing; n_frames: how many.
         n_refs: K.
 
     Returns:
-        ``track`` [2K, K, L] and ``frames`` [T, 2K, K, L].
+        ``track`` [2K, K, L] as a double-double ``(hi, lo)`` (see :func:`accurate_track`),
+        ``frames`` [T, 2K, K, L] and the frames' lag-zero products of all channels [T, 2K, 2K].
     """
     length = sources[0].shape[1]
     lags, window = plan.lags, plan.length
-    frame_corr = frame_correlations(frames, n_refs, plan)
-    n_frames = frames.shape[0]
+    frame_corr, gram = frame_correlations(sources, 0, hop, n_frames, plan, n_refs)
     if n_frames == 1 and window == length:
-        return frame_corr[0], frame_corr
-    end = (n_frames - 1) * hop + window
-    if hop == window and window >= lags - 1:
+        track = frame_corr[0]
+    elif hop == window and window >= lags - 1:
         # frames tile the track: its correlations are the frames', those of the samples after the
         # last frame, and the products that cross the boundaries between them
         track = frame_corr.sum(dim=0)
-        boundaries = [t * hop for t in range(1, n_frames)]
+        end, boundaries = _tiling(length, hop, window, n_frames)
         if end < length:
-            tail = BlockPlan.for_segment(length - end, lags)
-            track = track + frame_correlations(framed(sources, end, hop, 1, tail), n_refs, tail)[0]
-            boundaries.append(end)
-        return track + boundary_correlations(sources, n_refs, lags, boundaries), frame_corr
-    signals = torch.cat([s.permute(0, 2, 1).flatten(0, 1) for s in sources])  # overlapping frames
-    return lagged_correlations(signals, n_refs, lags), frame_corr
+            track = track + frame_correlations(sources, end, hop, 1, BlockPlan.for_segment(length - end, lags),
+                                               n_refs)[0][0]
+        track = track + boundary_correlations(sources, n_refs, lags, boundaries)
+    else:  # overlapping frames
+        return accurate_track(sources, plan, hop, n_frames, n_refs), frame_corr, gram
+    return (track, torch.zeros_like(track)), frame_corr, gram
 
 
-def frame_statistics(frames: torch.Tensor, window: int, n_sources: int, n_channels: int,
+def accurate_track(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: int,
+                   n_refs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The track's correlations of :func:`correlate` to ~2^-60 of their terms, as a double-double
+    ``(hi, lo)`` (:class:`~.correlations.TrackCorrelations`): for systems so ill-conditioned
+    that their float64 rounding, an ulp, moves the scores by ~0.003 dB (MP3-coded references)."""
+    length = sources[0].shape[1]
+    lags, window = plan.lags, plan.length
+    if not (hop == window and window >= lags - 1 or n_frames == 1 and window == length):
+        return lagged_correlations(torch.cat([s.permute(0, 2, 1).flatten(0, 1) for s in sources]), n_refs, lags)
+    grid = coarse_grid(sources)
+    frames = TrackCorrelations(grid, n_refs)
+    add_frames(frames, sources, 0, hop, n_frames, plan)
+    track = frames.lags(lags)
+    end, boundaries = _tiling(length, hop, window, n_frames)
+    if end < length:
+        tail = TrackCorrelations(grid, n_refs)
+        add_frames(tail, sources, end, hop, 1, BlockPlan.for_segment(length - end, lags))
+        track = dd_add_dd(*track, *tail.lags(lags))
+    # float64 suffices there: a few hundred products per lag and boundary
+    return dd_add(*track, boundary_correlations(sources, n_refs, lags, boundaries))
+
+
+def _tiling(length: int, hop: int, window: int, n_frames: int) -> tuple[int, list[int]]:
+    """Where frames that tile a track end, and the boundaries between the segments (the frames and
+    what follows the last one)."""
+    end = (n_frames - 1) * hop + window
+    boundaries = [t * hop for t in range(1, n_frames)] + ([end] if end < length else [])
+    return end, boundaries
+
+
+def frame_statistics(gram: torch.Tensor, window: int, hop: int, n_sources: int, n_channels: int,
                      references: torch.Tensor, estimates: torch.Tensor):
     """Per frame: ``‖ŝ_j‖²`` and ``‖ŝ_j − s_j‖²`` [T, S], and museval's NaN frames [T] bool (some
     reference or estimate has a channel sum that is 0 throughout the frame); raises museval's
     ValueError for a source silent throughout.
 
-    All from one product of the frames with themselves at lag 0. Where that leaves the energy of
-    a difference (the error, a channel sum) to rounding, it is summed directly instead.
+    All from the frames' products at lag 0, ``gram`` [T, 2K, 2K] (references' channels, then
+    the estimates'). Where that leaves the energy of a difference (the error, a channel sum) to
+    rounding, it is summed directly instead.
     """
     k = n_sources * n_channels
-    gram = lag_zero_products(frames, window)  # [T, 2K, 2K]
     n_frames = gram.shape[0]
+
+    def frame(signals, t, j):  # [window, C]: source j's frame t
+        return signals[j, t * hop:t * hop + window]
 
     def per_source(block):  # [T, K, K] -> [T, S, C, C]: source j's channels
         return block.reshape(n_frames, n_sources, n_channels, n_sources, n_channels).diagonal(dim1=1, dim2=3).permute(0, 3, 1, 2)
@@ -322,20 +357,17 @@ def frame_statistics(frames: torch.Tensor, window: int, n_sources: int, n_channe
     # the expansion loses digits when the error is small (SDR above ~60 dB): sum those directly
     direct = error_energy < 1e-6 * (estimate_energy + ref_energy)
     for t, j in direct.nonzero().tolist():
-        channels = slice(j * n_channels, (j + 1) * n_channels)
-        difference = frames[t, k:][channels, :window] - frames[t, :k][channels, :window]
-        error_energy[t, j] = difference.square().sum()
+        error_energy[t, j] = (frame(estimates, t, j) - frame(references, t, j)).square().sum()
 
-    silent = torch.zeros(n_frames, dtype=torch.bool, device=frames.device)
-    for offset, block, energy, name, signals in ((0, ref_block, ref_energy, "reference", references),
-                                                 (k, est_block, estimate_energy, "estimated", estimates)):
+    silent = torch.zeros(n_frames, dtype=torch.bool, device=gram.device)
+    for block, energy, name, signals in ((ref_block, ref_energy, "reference", references),
+                                         (est_block, estimate_energy, "estimated", estimates)):
         channel_sum_energy = block.sum(dim=(-2, -1))
         # 0 exactly where the channel sum is 0; rounding where it cancels (e.g. left = −right)
         candidates = channel_sum_energy <= 1e-12 * energy
         frame_silent = torch.zeros_like(candidates)
         for t, j in candidates.nonzero().tolist():
-            channels = slice(offset + j * n_channels, offset + (j + 1) * n_channels)
-            frame_silent[t, j] = bool((frames[t, channels, :window].sum(dim=0) == 0).all())
+            frame_silent[t, j] = bool((frame(signals, t, j).sum(dim=-1) == 0).all())
         silent |= frame_silent.any(dim=1)
         throughout = frame_silent.all(dim=0)  # then check the whole signal, frames may not cover it
         if bool(throughout.any()):
@@ -352,24 +384,40 @@ class NormalEquations:
     own: NormalSystem
 
 
-def normal_equations(track: torch.Tensor, frames: torch.Tensor, n_sources: int, n_channels: int) -> NormalEquations:
-    """museval's ``(G + eps I) C = D`` from the track correlations [2K, K, L].
+def gram_blocks(track: torch.Tensor, n_refs: int) -> torch.Tensor:
+    """``G``'s blocks [L, K, K] from the track correlations [2K, K, L]: ``blocks[m][p, q]`` the
+    correlation of reference channel p delayed by a with q delayed by a + m.
 
     A reference channel that is all zeros has a zero row and column in ``G``: its filters are 0
     (museval's solve gives ``0 / eps``), so its diagonal is set to a typical one, which leaves the
     solution the same and the system as well conditioned as the other channels make it.
-    ``frames`` [T, 2K, padded] give the estimates' energies, the scale of ``D``'s rounding.
     """
-    k = n_sources * n_channels
-    lags = track.shape[-1]
-    blocks = track[:k].permute(2, 0, 1).clone()  # blocks[m][p, q] = <ref p delayed by a, ref q delayed by a + m>
-    rhs = track[k:].permute(2, 1, 0)  # [L, refs, ests]: <ref delayed by lag, est>
+    blocks = track[:n_refs].permute(2, 0, 1).clone()
     diagonal = blocks[0].diagonal()
     silent = diagonal == 0
     if bool(silent.any()):
         diagonal[silent] = diagonal[~silent].mean()
-    diagonal += _EPS
-    estimate_norm = frames[:, k:].square().sum(dim=(0, 2)).sqrt()  # [K]
+    return blocks
+
+
+def normal_equations(track: tuple[torch.Tensor, torch.Tensor], gram: torch.Tensor, n_sources: int,
+                     n_channels: int, joint_condition: torch.Tensor | None = None) -> NormalEquations:
+    """museval's ``(G + eps I) C = D`` (:func:`gram_blocks`) from the track correlations
+    [2K, K, L], a double-double ``(hi, lo)``, kept as one to the exact solve.
+
+    The frames' lag-zero products ``gram`` [T, 2K, 2K] give the estimates' energies, the scale of
+    ``D``'s rounding; ``joint_condition``, if known, the spectral condition of ``G``.
+    """
+    k = n_sources * n_channels
+    track, track_lo = track
+    lags = track.shape[-1]
+    blocks, blocks_lo = gram_blocks(track, k), track_lo[:k].permute(2, 0, 1).clone()
+    rhs, rhs_lo = track[k:].permute(2, 1, 0), track_lo[k:].permute(2, 1, 0)  # [L, refs, ests]: <ref delayed by lag, est>
+    diagonal, diagonal_lo = blocks[0].diagonal(), blocks_lo[0].diagonal()
+    plus_eps, rounding = two_sum(diagonal, torch.full_like(diagonal, _EPS))
+    diagonal.copy_(plus_eps)
+    diagonal_lo += rounding
+    estimate_norm = gram[:, k:, k:].diagonal(dim1=-2, dim2=-1).sum(0).sqrt()  # [K]
     rhs_scale = diagonal.clamp_min(0).sqrt()[:, None] * estimate_norm[None, :]  # [K refs, K ests]
     by_source = (lags, n_sources, n_channels, n_sources, n_channels)
 
@@ -379,21 +427,24 @@ def normal_equations(track: torch.Tensor, frames: torch.Tensor, n_sources: int, 
     own_scale = rhs_scale.reshape(n_sources, n_channels, n_sources, n_channels).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
     # the two factorisations at once (see solve_systems)
     with with_helper_thread() as helper, ThreadPoolExecutor(max_workers=1) as pool:
-        own_system = pool.submit(helper(_system), own(blocks), own(rhs), own_scale.contiguous())
-        joint_system = _system(blocks[None], rhs[None], rhs_scale[None])
+        own_system = pool.submit(helper(_system), own(blocks), own(rhs), own_scale.contiguous(), own(blocks_lo),
+                                 own(rhs_lo))
+        joint_system = _system(blocks[None], rhs[None], rhs_scale[None], blocks_lo[None], rhs_lo[None],
+                               joint_condition)
         return NormalEquations(joint_system, own_system.result())
 
 
-def _system(blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor) -> NormalSystem:
+def _system(blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor, blocks_lo: torch.Tensor,
+            rhs_lo: torch.Tensor, condition: torch.Tensor | None = None) -> NormalSystem:
     """A :class:`~.toeplitz.NormalSystem` with its spectral condition number (``condition``).
 
     A system whose spectral dynamic range exceeds float64's is not determined by the data below
     that range: its exact solution follows the correlations' rounding (and moves by ~0.01 dB under
     a rescaling of the data); a ridge at that level leaves the rest as it is.
     """
-    condition = spectral_condition(blocks)
+    condition = spectral_condition(blocks) if condition is None else condition
     ridge = torch.where(condition >= _UNRESOLVED_CONDITION, _FLOAT64_RIDGE, 0.0).to(blocks)
-    system = NormalSystem(blocks, rhs, rhs_scale, ridge)
+    system = NormalSystem(blocks, rhs, rhs_scale, ridge, blocks_lo, rhs_lo)
     system.condition = condition
     return system
 
@@ -439,6 +490,10 @@ def _solve_and_perturb(system: NormalSystem):
     return x, system.perturbation(x, ridge), ridge
 
 
+#: from this spectral condition number on, the track's correlations are made beyond float64
+#: (:func:`accurate_track`): 16-bit stems stay below 1e11 (their quantisation noise is white), and
+#: there float64's rounding moves no score by more than 1e-6 dB; MP3-coded ones exceed 1e12
+ACCURATE_CONDITION = 1e11
 #: a spectral condition number at the float64 cap (1/eps) counts as beyond float64 resolution
 _UNRESOLVED_CONDITION = 0.5 / torch.finfo(torch.float64).eps
 #: the ridge of such a system, relative to its mean eigenvalue: on the bundled track's four

@@ -7,11 +7,14 @@ reference and estimate channel: within each frame (the energies of the frame's p
 A frame is zero outside itself. It is cut into blocks of ``B`` samples; block ``b`` of ``y`` is
 correlated with the ``N = B + L − 1`` samples of ``x`` from the block's start by FFTs of ``N``
 points, which is free of wrap-around at the lags wanted, and the products of a frame's blocks are
-summed in the frequency domain before one inverse FFT per pair and frame. When the frames tile the
-track (museval's default: hop = window), the track's correlations are the frames' plus the few
-products that cross frame boundaries, so the audio is transformed once.
+summed in the frequency domain before one inverse FFT per pair and frame. Frames are made and
+transformed one at a time, so that their spectra stay in cache. When the frames tile the track
+(museval's default: hop = window), the track's correlations are the frames' plus the few products
+that cross frame boundaries, so the audio is transformed once.
 
-On MUSDB18 stems the results are within an ulp or two of the exactly rounded sums.
+On MUSDB18 stems the results are within an ulp or two of the exactly rounded sums. Where that is
+not enough (the ill-conditioned systems of band-limited references), :class:`TrackCorrelations`
+gives the track's correlations to ~2^-60 of their terms, as a double-double.
 """
 
 from __future__ import annotations
@@ -21,8 +24,18 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-#: bytes of spectra one batch of frames may hold
+from .extended import two_sum
+
+#: bytes of spectra one batch of blocks may hold
 _MEMORY_BUDGET = 256 * 2**20
+#: blocks transformed at once: a frame's (1 s: 6 blocks of 8192 points), whose spectra stay in cache
+_BLOCKS_AT_ONCE = 8
+#: steps of the coarse grid, in bits: the coarse parts' correlations over a whole track stay far
+#: inside float64's exact integers (2^16 per product, 2^41 for an hour of samples), and the
+#: float64 FFTs' error on them far below one half
+COARSE_BITS = 8
+#: a coarse correlation farther than this from an integer means that argument failed
+_ROUNDING_GUARD = 0.25
 
 
 @dataclass(frozen=True)
@@ -41,9 +54,8 @@ class BlockPlan:
     @classmethod
     def for_segment(cls, length: int, lags: int) -> BlockPlan:
         """FFTs of a power of two ``>= 2 L``, at least 8192, or shorter where one block covers the
-        whole segment. For L = 512 and 1 s frames, 8192 gives the most accurate track correlations:
-        on MP3-coded stems, whose systems are ill-conditioned, their rounding moves the scores by
-        2-5e-3 dB under a 1e-9 rescaling against 5e-3-2e-2 dB with 4096 (which is 30 % faster)."""
+        whole segment. For L = 512 and 1 s frames, 8192 points put 6 blocks in a frame, and their
+        spectra in cache."""
         n_fft = max(8192, 1 << (2 * lags - 1).bit_length())
         n_fft = min(n_fft, 1 << (length + lags - 2).bit_length())
         block = n_fft - lags + 1
@@ -51,53 +63,151 @@ class BlockPlan:
         return cls(lags, length, n_fft, block, blocks, (blocks - 1) * block + n_fft)
 
 
-def framed(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: BlockPlan) -> torch.Tensor:
-    """Frames [T, P, padded] of the signals ``sources`` (each [S_i, time, C]; P = Σ S_i·C channels
-    ordered (signal, source, channel)), frame ``t`` the ``plan.length`` samples from
-    ``start + t·hop``, zero after: one copy of the audio, which it reads once.
-    """
+def framed(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: BlockPlan):
+    """The frames of the signals ``sources`` (each [S_i, time, C]), one at a time: frame ``t`` is
+    the ``plan.length`` samples from ``start + t·hop``, yielded as [P, padded] (P = Σ S_i·C
+    channels ordered (signal, source, channel), zero after the frame). The buffer is reused: a
+    frame is valid until the next one is yielded."""
     window = plan.length
     n_channels = sum(signals.shape[0] * signals.shape[2] for signals in sources)
-    out = sources[0].new_empty(count, n_channels, plan.padded)
-    out[:, :, window:] = 0
-    first = 0
-    for signals in sources:
-        n_sources, _, channels = signals.shape
-        span = signals[:, start:start + (count - 1) * hop + window]
-        view = span.unfold(1, window, hop)[:, :count]  # [S, T, C, W]: a strided view, no copy
-        out[:, first:first + n_sources * channels, :window] = view.permute(1, 0, 2, 3).flatten(1, 2)
-        first += n_sources * channels
-    return out
+    buffer = sources[0].new_zeros(n_channels, plan.padded)
+    for t in range(count):
+        first, offset = 0, start + t * hop
+        for signals in sources:
+            n_sources, _, channels = signals.shape
+            rows = buffer[first:first + n_sources * channels, :window].view(n_sources, channels, window)
+            rows.copy_(signals[:, offset:offset + window].permute(0, 2, 1))
+            first += n_sources * channels
+        yield buffer
 
 
-def frame_correlations(frames: torch.Tensor, n_y: int, plan: BlockPlan) -> torch.Tensor:
-    """``out[t, p, q, k] = Σ_n f[t, p, n + k] · f[t, q, n]`` for frames [T, P, padded] (zero
-    beyond ``plan.length``); the first ``n_y`` channels are the delayed ones.
+def coarse_grid(sources: list[torch.Tensor]) -> torch.Tensor:
+    """The exponents ``e`` [P, 1] of each channel's coarse grid (see :func:`split_coarse`): its
+    largest magnitude over the track is below ``2^(e + COARSE_BITS)``."""
+    largest = torch.cat([signals.abs().amax(dim=1).flatten() for signals in sources])  # [P]
+    exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
+    return (exponent - COARSE_BITS)[:, None]
+
+
+def split_coarse(segment: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``segment = coarse + fine`` exactly: ``coarse`` the multiples of ``2^e`` nearest (``e``
+    the row's ``grid`` exponent: at most ``2^COARSE_BITS`` of them), ``fine`` the rest (below
+    ``2^(e−1)``)."""
+    coarse = torch.ldexp(torch.round(torch.ldexp(segment, -grid)), grid)
+    return coarse, segment - coarse
+
+
+class TrackCorrelations:
+    """The correlations of a whole track, summed segment by segment, to ~2^-60 of their terms.
+
+    A float64 FFT correlation errs by ~1e-16 of the signals' energies, and with band-limited
+    references (MP3s) that rounding alone moves the scores behind the distortion filters by
+    ~0.01 dB (the normal equations are that ill-conditioned). Each signal is split into a
+    coarse part on a grid of ``2^COARSE_BITS`` steps and a fine rest (:func:`split_coarse`):
+    the coarse parts' correlations are integers (times the grid steps), which the float64 FFTs
+    give to within far less than one half, so rounding makes them exact; the rest is 2^-9 of the
+    signal, so its float64 rounding is ~2^-9 of what it was. ``add`` takes a segment's spectra,
+    ``lags`` gives the sums.
+    """
+
+    def __init__(self, grid: torch.Tensor, n_y: int):
+        self.grid, self.n_y = grid, n_y
+        self.coarse = self.fine = None
+        self.n_fft = None
+
+    def add(self, coarse: torch.Tensor, fine: torch.Tensor, n_fft: int):
+        if self.coarse is None:
+            self.coarse, self.fine, self.n_fft = coarse.clone(), fine.clone(), n_fft
+        else:
+            if n_fft != self.n_fft:
+                raise ValueError("segments of one track must share their FFT length")
+            self.coarse += coarse
+            self.fine += fine
+
+    def lags(self, lags: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The correlations [P, n_y, L] as a double-double ``(hi, lo)``: float64 rounds them to
+        an ulp, and the ill-conditioned systems they make move by ~0.003 dB with that alone."""
+        steps = self.grid + self.grid[:self.n_y].T  # [P, Q]: the exponent of each product's step
+        values = torch.ldexp(torch.fft.irfft(self.coarse, n=self.n_fft)[..., :lags], -steps[..., None])
+        integers = torch.round(values)
+        if bool(((values - integers).abs() > _ROUNDING_GUARD).any()):
+            raise ArithmeticError("track correlations: FFT rounding too large for the coarse grid")
+        return two_sum(torch.ldexp(integers, steps[..., None]), torch.fft.irfft(self.fine, n=self.n_fft)[..., :lags])
+
+
+def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: BlockPlan,
+                       n_y: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Within each of ``count`` frames (see :func:`framed`) of the signals ``sources``:
+    ``corr[t, p, q, k] = Σ_n f[p, n + k] · f[q, n]`` for the first ``n_y`` channels ``q`` (float64
+    FFTs), and the lag-zero products of all channels ``gram[t, p, q] = Σ_n f[p, n] · f[q, n]``.
 
     Returns:
-        [T, P, n_y, L].
+        corr [T, P, n_y, L] and gram [T, P, P].
     """
-    n_frames, n_x, _ = frames.shape
-    n_fft, block, n_blocks, lags = plan.n_fft, plan.block, plan.blocks, plan.lags
-    n_freq = n_fft // 2 + 1
-    step = max(1, _MEMORY_BUDGET // ((n_x + n_y) * n_blocks * n_freq * 16))
-    out = frames.new_empty(n_frames, n_x, n_y, lags)
-    for first in range(0, n_frames, step):
-        chunk = frames[first:first + step]
-        segments = chunk.unfold(-1, n_fft, block)  # [t, P, blocks, N]
-        blocks = chunk[:, :n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [t, Q, blocks, B]
-        x_spec = torch.fft.rfft(segments, n=n_fft)  # [t, P, blocks, F]
-        y_spec = torch.fft.rfft(blocks, n=n_fft)  # [t, Q, blocks, F]
-        # the sum over blocks as one product per frequency, operands laid out for it
-        spectrum = x_spec.permute(0, 3, 1, 2).contiguous() @ y_spec.permute(0, 3, 2, 1).conj().contiguous()
-        out[first:first + step] = torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, :lags].permute(0, 2, 3, 1)
-    return out
+    n_channels = sum(signals.shape[0] * signals.shape[2] for signals in sources)
+    corr = sources[0].new_empty(count, n_channels, n_y, plan.lags)
+    gram = sources[0].new_empty(count, n_channels, n_channels)
+    for t, frame in enumerate(framed(sources, start, hop, count, plan)):
+        spectrum = None
+        for x_spec, y_spec in _block_spectra(frame, n_y, plan):
+            for b in range(x_spec.shape[1]):  # Σ_b X_p conj(Y_q): outer products, accumulated in place
+                if spectrum is None:
+                    spectrum = x_spec[:, None, b] * y_spec[None, :, b]  # [P, Q, F]
+                else:
+                    spectrum.addcmul_(x_spec[:, None, b], y_spec[None, :, b])
+        corr[t] = torch.fft.irfft(spectrum, n=plan.n_fft)[..., :plan.lags]
+        samples = frame[:, :plan.length]
+        gram[t] = samples @ samples.T
+    return corr, gram
 
 
-def lag_zero_products(frames: torch.Tensor, length: int) -> torch.Tensor:
-    """``out[t, p, q] = Σ_n f[t, p, n] · f[t, q, n]`` over each frame's ``length`` samples, [T, P, P]."""
-    chunk = frames[..., :length]
-    return chunk @ chunk.transpose(1, 2)
+def add_frames(track: TrackCorrelations, sources: list[torch.Tensor], start: int, hop: int, count: int,
+               plan: BlockPlan) -> None:
+    """Add the correlations within ``count`` frames of ``sources`` (as :func:`frame_correlations`)
+    to ``track``, to ~2^-60 of their terms."""
+    for frame in framed(sources, start, hop, count, plan):
+        track.add(*segment_spectra(frame, track.n_y, plan, track.grid), plan.n_fft)
+
+
+def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int = 1):
+    """The spectra of a segment [P, plan.padded] (zero beyond ``plan.length``), a few blocks at a
+    time (they stay in cache, and within :data:`_MEMORY_BUDGET` for any length): yields the
+    look-ahead segments of every channel [P, b, F] and the conjugated blocks of the first ``n_y``
+    [n_y, b, F]. Block ``b`` of ``y`` correlated with its look-ahead in ``x`` by FFTs of
+    ``plan.n_fft`` points is free of wrap-around at lags below L."""
+    n_fft, block, n_blocks = plan.n_fft, plan.block, plan.blocks
+    step = max(1, min(_BLOCKS_AT_ONCE, _MEMORY_BUDGET // (parts * (segment.shape[0] + n_y) * (n_fft // 2 + 1) * 16)))
+    segments = segment.unfold(-1, n_fft, block)  # [P, blocks, N]: a strided view
+    blocks = segment[:n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [Q, blocks, B]
+    for first in range(0, n_blocks, step):
+        yield (torch.fft.rfft(segments[:, first:first + step], n=n_fft),
+               torch.fft.rfft(blocks[:, first:first + step], n=n_fft).conj().resolve_conj())
+
+
+def segment_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan,
+                    grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spectrum of ``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]`` for a segment [P, plan.padded]
+    (zero beyond ``plan.length``), ``q`` among its first ``n_y`` channels, in two parts: that of
+    the signals' coarse parts (:func:`split_coarse` on ``grid``), and that of the rest, each
+    summed over the blocks as :func:`frame_correlations` sums them.
+
+    Returns:
+        coarse and fine [P, n_y, F] complex; ``irfft`` of their sum, cut to L lags, is ``out``.
+    """
+    coarse_part, fine_part = split_coarse(segment, grid)
+    coarse = fine = None
+    for (x_coarse, y_coarse), (x_fine, y_fine) in zip(_block_spectra(coarse_part, n_y, plan, parts=2),
+                                                      _block_spectra(fine_part, n_y, plan, parts=2)):
+        y_all = y_coarse + y_fine
+        for b in range(x_coarse.shape[1]):
+            if coarse is None:
+                coarse = x_coarse[:, None, b] * y_coarse[None, :, b]  # [P, Q, F]
+                fine = x_fine[:, None, b] * y_all[None, :, b]
+            else:
+                coarse.addcmul_(x_coarse[:, None, b], y_coarse[None, :, b])
+                fine.addcmul_(x_fine[:, None, b], y_all[None, :, b])
+            fine.addcmul_(x_coarse[:, None, b], y_fine[None, :, b])
+    return coarse, fine
 
 
 def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boundaries: list[int]) -> torch.Tensor:
@@ -129,24 +239,14 @@ def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boun
     return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 
-def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> torch.Tensor:
-    """``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]`` over the whole signals x [P, time].
+def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]`` over the whole signals x [P, time], to ~2^-60
+    of its terms (:class:`TrackCorrelations`).
 
     Returns:
-        [P, n_y, L].
+        [P, n_y, L] as a double-double ``(hi, lo)``.
     """
-    n_x, length = x.shape
-    n_fft = max(8192, 1 << (2 * lags - 1).bit_length())
-    block = n_fft - lags + 1
-    n_blocks = -(-length // block)
-    padded = F.pad(x, (0, (n_blocks - 1) * block + n_fft - length))
-    segments = padded.unfold(-1, n_fft, block)  # [P, blocks, N]
-    blocks = padded[:n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [Q, blocks, B]
-
-    step = max(1, _MEMORY_BUDGET // (3 * (n_x + n_y) * (n_fft // 2 + 1) * 16))
-    spectrum = torch.zeros(n_fft // 2 + 1, n_x, n_y, dtype=torch.complex128, device=x.device)
-    for start in range(0, n_blocks, step):
-        x_spec = torch.fft.rfft(segments[:, start:start + step], n=n_fft)  # [P, blocks, F]
-        y_spec = torch.fft.rfft(blocks[:, start:start + step], n=n_fft)  # [Q, blocks, F]
-        spectrum += x_spec.permute(2, 0, 1).contiguous() @ y_spec.permute(2, 1, 0).conj().contiguous()
-    return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
+    plan = BlockPlan.for_segment(x.shape[1], lags)
+    track = TrackCorrelations(coarse_grid([x[:, :, None]]), n_y)
+    track.add(*segment_spectra(F.pad(x, (0, plan.padded - x.shape[1])), n_y, plan, track.grid), plan.n_fft)
+    return track.lags(lags)

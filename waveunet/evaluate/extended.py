@@ -102,10 +102,13 @@ class ExactToeplitz:
     besides plain float64 ones (:meth:`approximate`).
 
     Args:
-        blocks: [batch, L, K, K], ``blocks[:, k] = R(k)``.
+        blocks: [batch, L, K, K], ``blocks[:, k] = R(k)``; blocks_lo: their low parts, if the
+            blocks are double-doubles ``blocks + blocks_lo`` (the products are then those of the
+            sum).
     """
 
     blocks: torch.Tensor
+    blocks_lo: torch.Tensor | None = None
 
     def __post_init__(self):
         from .toeplitz import toeplitz_kernel, toeplitz_spectrum
@@ -120,6 +123,10 @@ class ExactToeplitz:
         """The kernel's digit spectra [D, batch, F, K, K] and exponent [batch, 1, 1, 1], made once."""
         if self._digits is None:
             digits, exponent = split_digits(self.kernel, dims=(1, 2, 3), n_digits=MATRIX_DIGITS)
+            if self.blocks_lo is not None:  # below the high part's ulp: it lands in the lowest digit
+                from .toeplitz import toeplitz_kernel
+
+                digits[0] += torch.round(torch.ldexp(toeplitz_kernel(self.blocks_lo), -exponent))
             self._digits = torch.fft.rfft(digits, n=self.n_fft, dim=2), exponent
         return self._digits
 

@@ -150,14 +150,20 @@ class NormalSystem:
         blocks: [batch, L, K, K], ``blocks[:, k] = R(k)`` for lags ``k = 0 … L−1``.
         rhs: [batch, L, K, M], right-hand sides ordered (delay, signal).
         rhs_scale: [batch, K, M], the size of the sums that gave ``rhs`` (for its rounding).
+        ridge: [batch] the relative ridge to solve with (:meth:`solve_determined`); none if None.
+        blocks_lo, rhs_lo: the low parts of ``blocks`` and ``rhs`` if they are double-doubles
+            (the exact solve is then that of their sums).
     """
 
     def __init__(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor,
-                 ridge: torch.Tensor | None = None):
+                 ridge: torch.Tensor | None = None, blocks_lo: torch.Tensor | None = None,
+                 rhs_lo: torch.Tensor | None = None):
         self.blocks, self.rhs, self.rhs_scale = blocks, rhs, rhs_scale
+        self.blocks_lo = torch.zeros_like(blocks) if blocks_lo is None else blocks_lo
+        self.rhs_lo = torch.zeros_like(rhs) if rhs_lo is None else rhs_lo
         size = blocks.shape[-1]
         self.mean_eigenvalue = blocks[:, 0].diagonal(dim1=-2, dim2=-1).sum(-1) / size
-        self.operator = ExactToeplitz(blocks)
+        self.operator = ExactToeplitz(blocks, self.blocks_lo)
         #: the ridge each system will be solved with (relative), known before it is factored, so
         #: that the factor preconditions exactly that system
         self.ridge = torch.zeros_like(self.mean_eigenvalue) if ridge is None else ridge
@@ -171,11 +177,11 @@ class NormalSystem:
         (the preconditioned eigenvalues stay within [1, 100])."""
         index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
         mu = ridge[index] * self.mean_eigenvalue[index]
-        operator = ExactToeplitz(_add_ridge(self.blocks[index], mu)) if bool((mu > 0).any()) \
-            else _subset(self.operator, index)
+        operator = ExactToeplitz(*_ridged(self.blocks[index], self.blocks_lo[index], mu)) \
+            if bool((mu > 0).any()) else _subset(self.operator, index)
         preconditioner = self.preconditioner.subset(index)
         rhs = self.rhs[index]
-        return _exact_cg(operator, rhs, preconditioner, preconditioner(rhs))
+        return _exact_cg(operator, rhs, preconditioner, preconditioner(rhs), self.rhs_lo[index])
 
     def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact solutions of the systems (with their :attr:`ridge`); for a system where that
@@ -197,7 +203,8 @@ class NormalSystem:
             ridged = _add_ridge(self.blocks[index], mu)
             factor = SchurFactor(ridged, mu)
             rhs = self.rhs[index]
-            solution, relative_residual = _exact_cg(ExactToeplitz(ridged), rhs, factor, factor(rhs))
+            operator = ExactToeplitz(*_ridged(self.blocks[index], self.blocks_lo[index], mu))
+            solution, relative_residual = _exact_cg(operator, rhs, factor, factor(rhs), self.rhs_lo[index])
             x, residual = x.clone(), residual.clone()
             x[index], residual[index] = solution, relative_residual
             ridge[index] = relative
@@ -235,7 +242,9 @@ def _everything(index: torch.Tensor, size: int) -> bool:
 
 
 def _subset(operator: ExactToeplitz, index: torch.Tensor) -> ExactToeplitz:
-    return operator if _everything(index, len(operator.blocks)) else ExactToeplitz(operator.blocks[index])
+    if _everything(index, len(operator.blocks)):
+        return operator
+    return ExactToeplitz(operator.blocks[index], None if operator.blocks_lo is None else operator.blocks_lo[index])
 
 
 def _float64_cg(operator: ExactToeplitz, rhs: torch.Tensor, preconditioner, iterations: int = 4) -> torch.Tensor:
@@ -261,6 +270,16 @@ def _add_ridge(blocks: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     return ridged
 
 
+def _ridged(blocks: torch.Tensor, blocks_lo: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The double-double ``T + μ I``: blocks and their low parts [batch, L, K, K], μ [batch]."""
+    eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
+    hi, lo = two_sum(blocks[:, 0], mu[:, None, None] * eye)
+    ridged, ridged_lo = blocks.clone(), blocks_lo.clone()
+    ridged[:, 0] = hi
+    ridged_lo[:, 0] += lo
+    return ridged, ridged_lo
+
+
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """One inner product per system and right-hand side: [batch, 1, 1, M]."""
     return (a * b).sum(dim=(1, 2), keepdim=True)
@@ -272,7 +291,7 @@ def _relative(residual: torch.Tensor, rhs_norm: torch.Tensor) -> torch.Tensor:
     return (norms / rhs_norm).amax(dim=1)
 
 
-def _exact_cg(operator: ExactToeplitz, rhs, preconditioner, start) -> tuple[torch.Tensor, torch.Tensor]:
+def _exact_cg(operator: ExactToeplitz, rhs, preconditioner, start, rhs_lo) -> tuple[torch.Tensor, torch.Tensor]:
     """Preconditioned CG in double-double with exact products, from ``start``.
 
     The iterate and the residual are double-doubles; every product ``T p`` is exact, so the
@@ -286,7 +305,7 @@ def _exact_cg(operator: ExactToeplitz, rhs, preconditioner, start) -> tuple[torc
     """
     rhs_norm = rhs.square().sum(dim=(1, 2)).sqrt().clamp_min(torch.finfo(rhs.dtype).tiny)
     x_hi, x_lo = start.clone(), torch.zeros_like(start)
-    r_hi, r_lo = _residual(operator, rhs, x_hi, x_lo)
+    r_hi, r_lo = _residual(operator, rhs, rhs_lo, x_hi, x_lo)
     direction = energy = preconditioned = None
     best = x_hi
     best_relative = torch.full((rhs.shape[0],), float("inf"), dtype=rhs.dtype, device=rhs.device)
@@ -316,7 +335,7 @@ def _exact_cg(operator: ExactToeplitz, rhs, preconditioner, start) -> tuple[torc
         step = torch.where(active[:, None, None, None], step, torch.zeros_like(step))
         x_hi, x_lo = dd_add_dd(x_hi, x_lo, *two_product(step, direction))
         if iteration % _REPLACE_EVERY == 0:
-            r_hi, r_lo = _residual(operator, rhs, x_hi, x_lo)
+            r_hi, r_lo = _residual(operator, rhs, rhs_lo, x_hi, x_lo)
         else:
             t_hi, t_lo = two_product(step, product_hi)
             r_hi, r_lo = dd_add_dd(r_hi, r_lo, -t_hi, -(t_lo + step * product_lo))
@@ -327,10 +346,11 @@ def _exact_cg(operator: ExactToeplitz, rhs, preconditioner, start) -> tuple[torc
 _REPLACE_EVERY = 10
 
 
-def _residual(operator: ExactToeplitz, rhs, x_hi, x_lo):
-    """``d − T (x_hi + x_lo)`` as a double-double (the product by ``x_lo`` in float64 suffices)."""
+def _residual(operator: ExactToeplitz, rhs, rhs_lo, x_hi, x_lo):
+    """``(d + d_lo) − T (x_hi + x_lo)`` as a double-double (the product by ``x_lo`` in float64
+    suffices)."""
     product_hi, product_lo = operator.product(x_hi)
-    return two_sum(rhs - product_hi, -(product_lo + operator.approximate(x_lo)))
+    return two_sum(rhs - product_hi, rhs_lo - (product_lo + operator.approximate(x_lo)))
 
 
 def _safe_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
