@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .extended import two_sum
+from .extended import scaled, two_sum
 
 #: bytes of spectra one batch of blocks may hold
 _MEMORY_BUDGET = 256 * 2**20
@@ -83,18 +83,24 @@ def framed(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: 
 
 def coarse_grid(sources: list[torch.Tensor]) -> torch.Tensor:
     """The exponents ``e`` [P, 1] of each channel's coarse grid (see :func:`split_coarse`): its
-    largest magnitude over the track is below ``2^(e + COARSE_BITS)``."""
-    largest = torch.cat([signals.abs().amax(dim=1).flatten() for signals in sources])  # [P]
+    source's largest magnitude over the track is below ``2^(e + COARSE_BITS)`` (one grid for a
+    source's channels: a reduction over a contiguous axis, fast)."""
+    largest = torch.cat([signals.flatten(1).abs().amax(dim=1).repeat_interleave(signals.shape[2])
+                         for signals in sources])  # [P]
     exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
     return (exponent - COARSE_BITS)[:, None]
 
 
-def split_coarse(segment: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def split_coarse(segment: torch.Tensor, grid: torch.Tensor, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``segment = coarse + fine`` exactly: ``coarse`` the multiples of ``2^e`` nearest (``e``
     the row's ``grid`` exponent: at most ``2^COARSE_BITS`` of them), ``fine`` the rest (below
-    ``2^(e−1)``)."""
-    coarse = torch.ldexp(torch.round(torch.ldexp(segment, -grid)), grid)
-    return coarse, segment - coarse
+    ``2^(e−1)``). Only the first ``length`` samples are split (the rest is zero)."""
+    length = segment.shape[-1] if length is None else length
+    coarse, fine = torch.zeros_like(segment), torch.zeros_like(segment)
+    head = segment[:, :length]
+    coarse[:, :length] = scaled(torch.round(scaled(head, -grid)), grid)
+    torch.sub(head, coarse[:, :length], out=fine[:, :length])
+    return coarse, fine
 
 
 class TrackCorrelations:
@@ -106,8 +112,8 @@ class TrackCorrelations:
     coarse part on a grid of ``2^COARSE_BITS`` steps and a fine rest (:func:`split_coarse`):
     the coarse parts' correlations are integers (times the grid steps), which the float64 FFTs
     give to within far less than one half, so rounding makes them exact; the rest is 2^-9 of the
-    signal, so its float64 rounding is ~2^-9 of what it was. ``add`` takes a segment's spectra,
-    ``lags`` gives the sums.
+    signal, so its float64 rounding is ~2^-9 of what it was. :func:`add_frames` adds segments'
+    spectra to :meth:`spectra`, :meth:`lags` gives the sums.
     """
 
     def __init__(self, grid: torch.Tensor, n_y: int):
@@ -115,24 +121,26 @@ class TrackCorrelations:
         self.coarse = self.fine = None
         self.n_fft = None
 
-    def add(self, coarse: torch.Tensor, fine: torch.Tensor, n_fft: int):
+    def spectra(self, n_fft: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The accumulated spectra (coarse, fine) [P, n_y, F], zero at first, to add into."""
         if self.coarse is None:
-            self.coarse, self.fine, self.n_fft = coarse.clone(), fine.clone(), n_fft
-        else:
-            if n_fft != self.n_fft:
-                raise ValueError("segments of one track must share their FFT length")
-            self.coarse += coarse
-            self.fine += fine
+            shape = (len(self.grid), self.n_y, n_fft // 2 + 1)
+            self.coarse = torch.zeros(shape, dtype=torch.complex128, device=device)
+            self.fine = torch.zeros_like(self.coarse)
+            self.n_fft = n_fft
+        elif n_fft != self.n_fft:
+            raise ValueError("segments of one track must share their FFT length")
+        return self.coarse, self.fine
 
     def lags(self, lags: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The correlations [P, n_y, L] as a double-double ``(hi, lo)``: float64 rounds them to
         an ulp, and the ill-conditioned systems they make move by ~0.003 dB with that alone."""
         steps = self.grid + self.grid[:self.n_y].T  # [P, Q]: the exponent of each product's step
-        values = torch.ldexp(torch.fft.irfft(self.coarse, n=self.n_fft)[..., :lags], -steps[..., None])
+        values = scaled(torch.fft.irfft(self.coarse, n=self.n_fft)[..., :lags], -steps[..., None])
         integers = torch.round(values)
         if bool(((values - integers).abs() > _ROUNDING_GUARD).any()):
             raise ArithmeticError("track correlations: FFT rounding too large for the coarse grid")
-        return two_sum(torch.ldexp(integers, steps[..., None]), torch.fft.irfft(self.fine, n=self.n_fft)[..., :lags])
+        return two_sum(scaled(integers, steps[..., None]), torch.fft.irfft(self.fine, n=self.n_fft)[..., :lags])
 
 
 def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: BlockPlan,
@@ -147,14 +155,13 @@ def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count:
     n_channels = sum(signals.shape[0] * signals.shape[2] for signals in sources)
     corr = sources[0].new_empty(count, n_channels, n_y, plan.lags)
     gram = sources[0].new_empty(count, n_channels, n_channels)
+    spectrum = None
     for t, frame in enumerate(framed(sources, start, hop, count, plan)):
-        spectrum = None
+        if spectrum is None:
+            spectrum = torch.empty(n_channels, n_y, plan.n_fft // 2 + 1, dtype=_complex(frame), device=frame.device)
+        spectrum.zero_()  # one buffer for every frame: allocating it anew costs more than the products
         for x_spec, y_spec in _block_spectra(frame, n_y, plan):
-            for b in range(x_spec.shape[1]):  # Σ_b X_p conj(Y_q): outer products, accumulated in place
-                if spectrum is None:
-                    spectrum = x_spec[:, None, b] * y_spec[None, :, b]  # [P, Q, F]
-                else:
-                    spectrum.addcmul_(x_spec[:, None, b], y_spec[None, :, b])
+            _accumulate(spectrum, x_spec, y_spec)
         corr[t] = torch.fft.irfft(spectrum, n=plan.n_fft)[..., :plan.lags]
         samples = frame[:, :plan.length]
         gram[t] = samples @ samples.T
@@ -164,9 +171,28 @@ def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count:
 def add_frames(track: TrackCorrelations, sources: list[torch.Tensor], start: int, hop: int, count: int,
                plan: BlockPlan) -> None:
     """Add the correlations within ``count`` frames of ``sources`` (as :func:`frame_correlations`)
-    to ``track``, to ~2^-60 of their terms."""
+    to ``track``, to ~2^-60 of their terms: the frames' coarse parts and fine rests
+    (:func:`split_coarse`) are correlated separately, their blocks' spectra summed into the track's."""
+    coarse, fine = track.spectra(plan.n_fft, sources[0].device)
     for frame in framed(sources, start, hop, count, plan):
-        track.add(*segment_spectra(frame, track.n_y, plan, track.grid), plan.n_fft)
+        coarse_part, fine_part = split_coarse(frame, track.grid, plan.length)
+        for (x_coarse, y_coarse), (x_fine, y_fine) in zip(_block_spectra(coarse_part, track.n_y, plan, parts=2),
+                                                          _block_spectra(fine_part, track.n_y, plan, parts=2)):
+            _accumulate(coarse, x_coarse, y_coarse)
+            _accumulate(fine, x_fine, y_coarse.add_(y_fine))  # X_f Y* + X_c Y_f*: the fine part's own
+            _accumulate(fine, x_coarse, y_fine)
+
+
+def _accumulate(spectrum: torch.Tensor, x_spec: torch.Tensor, y_spec: torch.Tensor) -> None:
+    """``spectrum[p, q, f] += Σ_b x_spec[p, b, f] · y_spec[q, b, f]``: one outer product per
+    block, added in place (the operands are a few blocks: a product per frequency would be a
+    matrix product of tiny matrices, which torch runs far slower)."""
+    for b in range(x_spec.shape[1]):
+        spectrum.addcmul_(x_spec[:, None, b], y_spec[None, :, b])
+
+
+def _complex(tensor: torch.Tensor) -> torch.dtype:
+    return torch.complex128 if tensor.dtype == torch.float64 else torch.complex64
 
 
 def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int = 1):
@@ -182,32 +208,6 @@ def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int 
     for first in range(0, n_blocks, step):
         yield (torch.fft.rfft(segments[:, first:first + step], n=n_fft),
                torch.fft.rfft(blocks[:, first:first + step], n=n_fft).conj().resolve_conj())
-
-
-def segment_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan,
-                    grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The spectrum of ``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]`` for a segment [P, plan.padded]
-    (zero beyond ``plan.length``), ``q`` among its first ``n_y`` channels, in two parts: that of
-    the signals' coarse parts (:func:`split_coarse` on ``grid``), and that of the rest, each
-    summed over the blocks as :func:`frame_correlations` sums them.
-
-    Returns:
-        coarse and fine [P, n_y, F] complex; ``irfft`` of their sum, cut to L lags, is ``out``.
-    """
-    coarse_part, fine_part = split_coarse(segment, grid)
-    coarse = fine = None
-    for (x_coarse, y_coarse), (x_fine, y_fine) in zip(_block_spectra(coarse_part, n_y, plan, parts=2),
-                                                      _block_spectra(fine_part, n_y, plan, parts=2)):
-        y_all = y_coarse + y_fine
-        for b in range(x_coarse.shape[1]):
-            if coarse is None:
-                coarse = x_coarse[:, None, b] * y_coarse[None, :, b]  # [P, Q, F]
-                fine = x_fine[:, None, b] * y_all[None, :, b]
-            else:
-                coarse.addcmul_(x_coarse[:, None, b], y_coarse[None, :, b])
-                fine.addcmul_(x_fine[:, None, b], y_all[None, :, b])
-            fine.addcmul_(x_coarse[:, None, b], y_fine[None, :, b])
-    return coarse, fine
 
 
 def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boundaries: list[int]) -> torch.Tensor:
@@ -233,9 +233,10 @@ def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boun
         after[i, :, span:span + stop - edge] = torch.cat([s[:, edge:stop].permute(0, 2, 1).flatten(0, 1) for s in sources])
         before[i] = torch.cat([s[:, edge - span:edge].permute(0, 2, 1).flatten(0, 1) for s in sources])
     n_fft = 1 << (3 * span - 1).bit_length()
-    x_spec = torch.fft.rfft(after, n=n_fft).permute(2, 1, 0)  # [F, P, E]
-    y_spec = torch.fft.rfft(before[:, :n_y], n=n_fft).permute(2, 0, 1)  # [F, E, Q]
-    spectrum = x_spec @ y_spec.conj()  # [F, P, Q]
+    # contiguous: torch's CPU matmul of complex batches loops over the batch otherwise
+    x_spec = torch.fft.rfft(after, n=n_fft).permute(2, 1, 0).contiguous()  # [F, P, E]
+    y_spec = torch.fft.rfft(before[:, :n_y], n=n_fft).permute(2, 0, 1).conj().resolve_conj().contiguous()  # [F, E, Q]
+    spectrum = x_spec @ y_spec  # [F, P, Q]
     return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 
@@ -246,7 +247,8 @@ def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> tuple[torch.Ten
     Returns:
         [P, n_y, L] as a double-double ``(hi, lo)``.
     """
+    signals = x[:, :, None]  # P signals of one channel each
     plan = BlockPlan.for_segment(x.shape[1], lags)
-    track = TrackCorrelations(coarse_grid([x[:, :, None]]), n_y)
-    track.add(*segment_spectra(F.pad(x, (0, plan.padded - x.shape[1])), n_y, plan, track.grid), plan.n_fft)
+    track = TrackCorrelations(coarse_grid([signals]), n_y)
+    add_frames(track, [signals], 0, x.shape[1], 1, plan)
     return track.lags(lags)
