@@ -237,15 +237,16 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
     with cpu_threads(references.device):
         plan = BlockPlan.for_segment(window, filters_len)
         track, frame_corr, gram = correlate([references, estimates], plan, hop, n_frames, k)
-        blocks = gram_blocks(track[0], k)
-        joint_condition = spectral_condition(blocks[None])
-        if bool(joint_condition >= ACCURATE_CONDITION):
-            track = accurate_track([references, estimates], plan, hop, n_frames, k)
         estimate_energy, error_energy, silent = frame_statistics(gram, window, hop, n_sources, n_channels,
                                                                  references, estimates)
         data = FrameData(refs=frame_corr[:, :k], cross=frame_corr[:, k:],
                          estimate_energy=estimate_energy, error_energy=error_energy, n_sources=n_sources)
-        systems = normal_equations(track, gram, n_sources, n_channels, joint_condition)
+        systems = normal_equations(track, gram, n_sources, n_channels)
+        if rounding_matters(systems, data, silent, n_sources, n_channels):
+            # the float64 correlations' own rounding would move the scores: the track's beyond
+            # float64 instead, the systems' factors kept
+            track = accurate_track([references, estimates], plan, hop, n_frames, k)
+            systems = normal_equations(track, gram, n_sources, n_channels, preconditioned=systems)
         solved = solve_systems(systems, data, n_sources, n_channels)
         exact, sensitivity = solved.criteria, solved.sensitivity
         mask = silent[None, None]  # [1, 1, T]
@@ -401,12 +402,13 @@ def gram_blocks(track: torch.Tensor, n_refs: int) -> torch.Tensor:
 
 
 def normal_equations(track: tuple[torch.Tensor, torch.Tensor], gram: torch.Tensor, n_sources: int,
-                     n_channels: int, joint_condition: torch.Tensor | None = None) -> NormalEquations:
+                     n_channels: int, preconditioned: NormalEquations | None = None) -> NormalEquations:
     """museval's ``(G + eps I) C = D`` (:func:`gram_blocks`) from the track correlations
     [2K, K, L], a double-double ``(hi, lo)``, kept as one to the exact solve.
 
     The frames' lag-zero products ``gram`` [T, 2K, 2K] give the estimates' energies, the scale of
-    ``D``'s rounding; ``joint_condition``, if known, the spectral condition of ``G``.
+    ``D``'s rounding. With ``preconditioned``, the systems of nearly the same correlations, their
+    factors, ridges and condition numbers are reused (:meth:`~.toeplitz.NormalSystem.refined`).
     """
     k = n_sources * n_channels
     track, track_lo = track
@@ -425,24 +427,25 @@ def normal_equations(track: tuple[torch.Tensor, torch.Tensor], gram: torch.Tenso
         return tensor.reshape(by_source).diagonal(dim1=1, dim2=3).permute(3, 0, 1, 2).contiguous()
 
     own_scale = rhs_scale.reshape(n_sources, n_channels, n_sources, n_channels).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
+    joint_data = (blocks[None], rhs[None], rhs_scale[None], blocks_lo[None], rhs_lo[None])
+    own_data = (own(blocks), own(rhs), own_scale.contiguous(), own(blocks_lo), own(rhs_lo))
+    if preconditioned is not None:
+        return NormalEquations(preconditioned.joint.refined(*joint_data), preconditioned.own.refined(*own_data))
     # the two factorisations at once (see solve_systems)
     with with_helper_thread() as helper, ThreadPoolExecutor(max_workers=1) as pool:
-        own_system = pool.submit(helper(_system), own(blocks), own(rhs), own_scale.contiguous(), own(blocks_lo),
-                                 own(rhs_lo))
-        joint_system = _system(blocks[None], rhs[None], rhs_scale[None], blocks_lo[None], rhs_lo[None],
-                               joint_condition)
-        return NormalEquations(joint_system, own_system.result())
+        own_system = pool.submit(helper(_system), *own_data)
+        return NormalEquations(_system(*joint_data), own_system.result())
 
 
 def _system(blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor, blocks_lo: torch.Tensor,
-            rhs_lo: torch.Tensor, condition: torch.Tensor | None = None) -> NormalSystem:
+            rhs_lo: torch.Tensor) -> NormalSystem:
     """A :class:`~.toeplitz.NormalSystem` with its spectral condition number (``condition``).
 
     A system whose spectral dynamic range exceeds float64's is not determined by the data below
     that range: its exact solution follows the correlations' rounding (and moves by ~0.01 dB under
     a rescaling of the data); a ridge at that level leaves the rest as it is.
     """
-    condition = spectral_condition(blocks) if condition is None else condition
+    condition = spectral_condition(blocks)
     ridge = torch.where(condition >= _UNRESOLVED_CONDITION, _FLOAT64_RIDGE, 0.0).to(blocks)
     system = NormalSystem(blocks, rhs, rhs_scale, ridge, blocks_lo, rhs_lo)
     system.condition = condition
@@ -470,11 +473,16 @@ def solve_systems(systems: NormalEquations, data: FrameData, n_sources: int, n_c
     The own systems run on a second thread meanwhile: the solvers' loops are bound by Python and
     small products, which release the GIL.
     """
-    joint, own = systems.joint, systems.own
     with with_helper_thread() as helper, ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(helper(_solve_and_perturb), own)
-        x_joint, d_joint, joint_ridge = _solve_and_perturb(joint)
+        future = pool.submit(helper(_solve_and_perturb), systems.own)
+        x_joint, d_joint, joint_ridge = _solve_and_perturb(systems.joint)
         x_own, d_own, own_ridge = future.result()
+    exact, sensitivity = _criteria_and_sensitivity(data, x_joint, d_joint, x_own, d_own, n_sources, n_channels)
+    return Solved(x_joint, x_own, exact, sensitivity, joint_ridge, own_ridge)
+
+
+def _criteria_and_sensitivity(data: FrameData, x_joint, d_joint, x_own, d_own, n_sources: int, n_channels: int):
+    """The criteria of the filters ``x`` and how far they move [4, S, T] with the filters ``x + d``."""
     exact = criteria(data, _joint_filters(x_joint, n_sources, n_channels), x_own.permute(0, 2, 1, 3), n_sources)
     moved = criteria(data, _joint_filters(x_joint + d_joint, n_sources, n_channels),
                      (x_own + d_own).permute(0, 2, 1, 3), n_sources)
@@ -482,7 +490,22 @@ def solve_systems(systems: NormalEquations, data: FrameData, n_sources: int, n_c
     same = (moved.scores == exact.scores) | (torch.isnan(moved.scores) & torch.isnan(exact.scores))
     sensitivity = torch.where(same, 0.0, torch.nan_to_num(sensitivity, nan=torch.inf))
     sensitivity[0] = 0  # SDR needs no filters
-    return Solved(x_joint, x_own, exact, sensitivity, joint_ridge, own_ridge)
+    return exact, sensitivity
+
+
+def rounding_matters(systems: NormalEquations, data: FrameData, silent: torch.Tensor, n_sources: int,
+                     n_channels: int) -> bool:
+    """Whether the float64 rounding of the correlations matters: some resolved score of a scored
+    frame moves by more than :data:`ACCURATE_SENSITIVITY_DB` with it. Probed cheaply, on the
+    preconditioner's solutions (those of ``T + μ₀ I``, close to the exact ones) before any exact
+    solve."""
+    probes = []
+    for system in (systems.joint, systems.own):
+        x = system.preconditioner(system.rhs)
+        probes += [x, system.perturbation(x, system.ridge)]
+    exact, sensitivity = _criteria_and_sensitivity(data, *probes, n_sources, n_channels)
+    counted = ~exact.unresolved & ~silent[None, None]
+    return bool((sensitivity[counted] > ACCURATE_SENSITIVITY_DB).any())
 
 
 def _solve_and_perturb(system: NormalSystem):
@@ -490,10 +513,12 @@ def _solve_and_perturb(system: NormalSystem):
     return x, system.perturbation(x, ridge), ridge
 
 
-#: from this spectral condition number on, the track's correlations are made beyond float64
-#: (:func:`accurate_track`): 16-bit stems stay below 1e11 (their quantisation noise is white), and
-#: there float64's rounding moves no score by more than 1e-6 dB; MP3-coded ones exceed 1e12
-ACCURATE_CONDITION = 1e11
+#: a score sensitivity (:class:`Conditioning`, for 16 ulps of the correlations) from which the
+#: track's correlations are made again beyond float64 (:func:`accurate_track`): float64 FFTs err by
+#: 1-2 ulps, so below it their rounding moves no score by more than ~1e-5 dB. On MP3-coded stems the
+#: sensitivity is 1e-2 dB and more; on the 16-bit stems it stays below 1e-6 dB, even where a bass
+#: stem, empty at the top, puts the condition number at 1e15
+ACCURATE_SENSITIVITY_DB = 1e-4
 #: a spectral condition number at the float64 cap (1/eps) counts as beyond float64 resolution
 _UNRESOLVED_CONDITION = 0.5 / torch.finfo(torch.float64).eps
 #: the ridge of such a system, relative to its mean eigenvalue: on the bundled track's four

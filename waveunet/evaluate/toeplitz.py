@@ -170,30 +170,47 @@ class NormalSystem:
         factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
         self.preconditioner = SchurFactor(blocks, factor_ridge)
 
-    def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None):
+    def refined(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor, blocks_lo: torch.Tensor,
+                rhs_lo: torch.Tensor) -> "NormalSystem":
+        """The systems of correlations within a few ulps of these (the same made more accurately),
+        with this one's preconditioner, ridge and condition number: the factorisation, the
+        expensive part, is not repeated, and serves them as well."""
+        refined = object.__new__(NormalSystem)
+        refined.blocks, refined.rhs, refined.rhs_scale = blocks, rhs, rhs_scale
+        refined.blocks_lo, refined.rhs_lo = blocks_lo, rhs_lo
+        size = blocks.shape[-1]
+        refined.mean_eigenvalue = blocks[:, 0].diagonal(dim1=-2, dim2=-1).sum(-1) / size
+        refined.operator = ExactToeplitz(blocks, blocks_lo)
+        refined.ridge, refined.preconditioner = self.ridge, self.preconditioner
+        refined.condition = getattr(self, "condition", None)
+        return refined
+
+    def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None, start: torch.Tensor | None = None):
         """Exact solutions of ``(T + μ I) x = d``, ``μ = ridge · mean eigenvalue`` [batch] (0: the
-        system itself), for the systems ``index`` (all if None). Returns x and the relative
-        residuals. The one factorisation preconditions ridges up to a hundred times its own
-        (the preconditioned eigenvalues stay within [1, 100])."""
+        system itself), for the systems ``index`` (all if None), from ``start`` (default: the
+        preconditioned right-hand side). Returns x and the relative residuals. The one
+        factorisation preconditions ridges up to a hundred times its own (the preconditioned
+        eigenvalues stay within [1, 100])."""
         index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
         mu = ridge[index] * self.mean_eigenvalue[index]
         operator = ExactToeplitz(*_ridged(self.blocks[index], self.blocks_lo[index], mu)) \
             if bool((mu > 0).any()) else _subset(self.operator, index)
         preconditioner = self.preconditioner.subset(index)
         rhs = self.rhs[index]
-        return _exact_cg(operator, rhs, preconditioner, preconditioner(rhs), self.rhs_lo[index])
+        start = preconditioner(rhs) if start is None else start[index]
+        return _exact_cg(operator, rhs, preconditioner, start, self.rhs_lo[index])
 
-    def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def solve_determined(self, start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact solutions of the systems (with their :attr:`ridge`); for a system where that
         does not converge (singular at rounding level, the right-hand side outside its range), of
         ``T + μ I`` with the smallest larger ridge of :data:`RIDGES` that does, preconditioned by a
-        factor of its own.
+        factor of its own. The first solve starts from ``start`` if given (see :meth:`solve`).
 
         Returns:
             x [batch, L, K, M] and the ridges used [batch] (relative to the mean eigenvalue).
         """
         ridge = self.ridge.clone()
-        x, residual = self.solve(ridge)
+        x, residual = self.solve(ridge, start=start)
         for relative in RIDGES:
             failed = ~(residual <= CONVERGED) & (ridge < relative)  # NaN counts as failed
             if not bool(failed.any()):
