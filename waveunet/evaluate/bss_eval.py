@@ -46,7 +46,7 @@ from .correlations import (BlockPlan, TrackCorrelations, add_frames, boundary_co
 from .extended import dd_add, dd_add_dd, two_sum
 from .framewise import Criteria, FrameData, criteria
 from .threads import cpu_threads, with_helper_thread
-from .toeplitz import NormalSystem
+from .toeplitz import DENSE_SIZE, NormalSystem
 
 #: museval's ``np.finfo(float).eps``, added to the diagonal of every Gram matrix before solving
 _EPS = torch.finfo(torch.float64).eps
@@ -431,7 +431,10 @@ def normal_equations(track: tuple[torch.Tensor, torch.Tensor], gram: torch.Tenso
     own_data = (own(blocks), own(rhs), own_scale.contiguous(), own(blocks_lo), own(rhs_lo))
     if preconditioned is not None:
         return NormalEquations(preconditioned.joint.refined(*joint_data), preconditioned.own.refined(*own_data))
-    # the two factorisations at once (see solve_systems)
+    if lags * k <= DENSE_SIZE:  # LAPACK factors both, faster with all threads than side by side
+        return NormalEquations(_system(*joint_data), _system(*own_data))
+    # the block Schur recursion's loop is bound by Python and small products, which release the
+    # GIL: the own systems are factored on a second thread meanwhile
     with with_helper_thread() as helper, ThreadPoolExecutor(max_workers=1) as pool:
         own_system = pool.submit(helper(_system), *own_data)
         return NormalEquations(_system(*joint_data), own_system.result())

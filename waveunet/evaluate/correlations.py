@@ -85,8 +85,8 @@ def coarse_grid(sources: list[torch.Tensor]) -> torch.Tensor:
     """The exponents ``e`` [P, 1] of each channel's coarse grid (see :func:`split_coarse`): its
     source's largest magnitude over the track is below ``2^(e + COARSE_BITS)`` (one grid for a
     source's channels: a reduction over a contiguous axis, fast)."""
-    largest = torch.cat([signals.flatten(1).abs().amax(dim=1).repeat_interleave(signals.shape[2])
-                         for signals in sources])  # [P]
+    largest = torch.cat([torch.maximum(signals.flatten(1).amax(dim=1), -signals.flatten(1).amin(dim=1))
+                         .repeat_interleave(signals.shape[2]) for signals in sources])  # [P]: max |x|, no copy
     exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
     return (exponent - COARSE_BITS)[:, None]
 
