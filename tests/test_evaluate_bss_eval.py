@@ -216,6 +216,46 @@ def test_mp3_coded_references_are_ill_posed_and_we_stay_stable(case, request):
     assert (result.conditioning.condition > 1e12).all()  # the measure says why
 
 
+def test_correlations_beyond_float64_only_where_their_rounding_matters(mp3_two, monkeypatch):
+    """The track's correlations are made again beyond float64 (the costly pass) on MP3-coded
+    stems, whose scores their float64 rounding would move, and not on 16-bit stems, even with a
+    bass stem whose empty top band puts the condition number near 1e15."""
+    import importlib
+
+    module = importlib.import_module("waveunet.evaluate.bss_eval")
+    calls = []
+    original = module.accurate_track
+    monkeypatch.setattr(module, "accurate_track", lambda *args: calls.append(1) or original(*args))
+    references, estimates = four_sources(seconds=3)
+    result = evaluate_images(references, estimates)
+    assert not calls and result.conditioning.condition.max() > 1e14
+    evaluate_images(*mp3_two)
+    assert calls
+
+
+@pytest.mark.parametrize("window, hop", [(RATE, RATE), (30000, 30000), (30000, 20000), (10**7, 10**7)])
+def test_track_correlations_beyond_float64_in_every_frame_layout(window, hop):
+    """Frames that tile the track (with and without samples after the last frame), overlapping
+    frames, one frame over everything: the accurate track correlations agree with the float64
+    ones to float64 rounding, so every product is counted once."""
+    import importlib
+
+    from waveunet.evaluate.correlations import BlockPlan
+
+    module = importlib.import_module("waveunet.evaluate.bss_eval")
+    references, estimates = two_sources(seconds=2.5)
+    sources = [torch.from_numpy(np.ascontiguousarray(references)), torch.from_numpy(np.ascontiguousarray(estimates))]
+    length = references.shape[1]
+    window = min(window, length)
+    hop = window if window == length else hop
+    n_frames = (length - window) // hop + 1
+    plan = BlockPlan.for_segment(window, 512)
+    (track, _), _, _ = module.correlate(sources, plan, hop, n_frames, 4)
+    hi, lo = module.accurate_track(sources, plan, hop, n_frames, 4)
+    assert (hi - track).abs().max() < 1e-13 * track.abs().max()
+    assert (lo.abs() <= hi.abs() * 2.0 ** -52).all()
+
+
 def test_condition_measure_separates_16_bit_stems_from_mp3(mp3_two):
     """The spectral condition number: 16-bit stems have a white quantisation floor (~1e8 for 512
     taps); MP3-coded ones are empty above ~16 kHz (beyond 1e12)."""
