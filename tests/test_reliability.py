@@ -158,7 +158,9 @@ def test_a_folder_run_killed_mid_way_and_run_again_leaves_the_same_files_as_one_
 
 
 def test_outputs_that_another_process_wrote_meanwhile_are_found_right_before_the_work(checkpoint, tmp_path):
-    long_song, short = write_song(tmp_path / "long.wav", LONG), write_song(tmp_path / "short.wav", seed=1)
+    # 80 s: the first process stays on it for seconds, so that the second (1 s of audio) surely
+    # finishes first even on a loaded machine (with 20 s it lost that race once, in 0.9 s)
+    long_song, short = write_song(tmp_path / "long.wav", 4 * LONG), write_song(tmp_path / "short.wav", seed=1)
     out = tmp_path / "out"
     first = start(long_song, short, "--model", checkpoint, "--out", out)
     wait_for_writing(out / "long", first)

@@ -554,7 +554,8 @@ def spectral_condition(blocks: torch.Tensor) -> torch.Tensor:
 
     batch, lags, k, _ = blocks.shape
     taper = torch.from_numpy(blackmanharris(lags, sym=False)).to(blocks)
-    autocorrelation = torch.stack([(taper[:lags - m] * taper[m:]).sum() for m in range(lags)]) / taper.square().sum()
+    autocorrelation = torch.fft.irfft(torch.fft.rfft(taper, n=2 * lags).abs().square(), n=2 * lags)[:lags]
+    autocorrelation = autocorrelation / autocorrelation[0]
     weights = torch.cat([autocorrelation.flip(0), autocorrelation[1:]])  # lags L−1 … 0 … −(L−1)
     kernel = toeplitz_kernel(blocks) * weights[None, :, None, None]
     n_fft = 4 * lags

@@ -98,10 +98,28 @@ class SchurFactor:
 DENSE_SIZE = 2048
 
 
-def _dense_cholesky(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_block_schur`'s result by a dense Cholesky factorisation."""
-    lower, info = torch.linalg.cholesky_ex(dense(blocks))
-    return lower.transpose(-1, -2), info != 0
+def _dense_cholesky(blocks: torch.Tensor, block: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_block_schur`'s result by a dense Cholesky factorisation, blocked: LAPACK's on the
+    diagonal blocks, triangular solves and products below them (torch's ``cholesky`` of a large
+    matrix spends longer zeroing its upper triangle than factoring it). Only the lower triangle of
+    the result's transpose, the upper triangle of the result, is meaningful (and read)."""
+    lower = dense(blocks)
+    n = lower.shape[-1]
+    failed = torch.zeros(lower.shape[0], dtype=torch.bool, device=lower.device)
+    for first in range(0, n, block):
+        end = min(first + block, n)
+        diagonal, info = torch.linalg.cholesky_ex(lower[:, first:end, first:end])
+        failed |= info != 0
+        lower[:, first:end, first:end] = diagonal
+        if end == n:
+            break
+        panel = torch.linalg.solve_triangular(diagonal, lower[:, end:, first:end].transpose(-1, -2),
+                                              upper=False).transpose(-1, -2)  # A₂₁ L₁₁⁻ᵀ
+        lower[:, end:, first:end] = panel
+        for row in range(end, n, block):  # the trailing matrix's lower blocks: A₂₂ − L₂₁ L₂₁ᵀ
+            stop = min(row + block, n)
+            lower[:, row:stop, end:stop] -= panel[:, row - end:stop - end] @ panel[:, :stop - end].transpose(-1, -2)
+    return lower.transpose(-1, -2), failed
 
 
 def _block_schur(blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
