@@ -233,11 +233,12 @@ def test_correlations_beyond_float64_only_where_their_rounding_matters(mp3_two, 
     assert calls
 
 
-@pytest.mark.parametrize("window, hop", [(RATE, RATE), (30000, 30000), (30000, 20000), (10**7, 10**7)])
+@pytest.mark.parametrize("window, hop", [(RATE, RATE), (30000, 30000), (2 * RATE, 2 * RATE), (30000, 20000),
+                                         (10**7, 10**7)])
 def test_track_correlations_beyond_float64_in_every_frame_layout(window, hop):
-    """Frames that tile the track (with and without samples after the last frame), overlapping
-    frames, one frame over everything: the accurate track correlations agree with the float64
-    ones to float64 rounding, so every product is counted once."""
+    """Frames that tile the track (with samples after the last frame; one frame and a tail),
+    overlapping frames, one frame over everything: the accurate track correlations agree with the
+    float64 ones to float64 rounding, so every product is counted once."""
     import importlib
 
     from waveunet.evaluate.correlations import BlockPlan

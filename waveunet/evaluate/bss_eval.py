@@ -268,7 +268,8 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
 
 def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: int,
               n_refs: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """The correlations BSSEval needs, of each frame and of the whole track, by float64 FFTs.
+    """The correlations BSSEval needs, of each frame and of the whole track, by float64 FFTs
+    (the track's by :func:`accurate_track` where the frames overlap).
 
     ``out[p, q, k] = Σ_n x_p[n + k] · x_q[n]`` with ``q`` a reference channel; for a frame, over
     its samples only (museval filters each frame alone).
@@ -285,19 +286,16 @@ def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: 
     length = sources[0].shape[1]
     lags, window = plan.lags, plan.length
     frame_corr, gram = frame_correlations(sources, 0, hop, n_frames, plan, n_refs)
-    if n_frames == 1 and window == length:
-        track = frame_corr[0]
-    elif hop == window and window >= lags - 1:
-        # frames tile the track: its correlations are the frames', those of the samples after the
-        # last frame, and the products that cross the boundaries between them
-        track = frame_corr.sum(dim=0)
-        end, boundaries = _tiling(length, hop, window, n_frames)
-        if end < length:
-            track = track + frame_correlations(sources, end, hop, 1, BlockPlan.for_segment(length - end, lags),
-                                               n_refs)[0][0]
-        track = track + boundary_correlations(sources, n_refs, lags, boundaries)
-    else:  # overlapping frames
+    if not _tiled(length, plan, hop, n_frames):  # overlapping frames: the track's computed apart
         return accurate_track(sources, plan, hop, n_frames, n_refs), frame_corr, gram
+    # frames tile the track: its correlations are the frames', those of the samples after the
+    # last frame, and the products that cross the boundaries between them
+    track = frame_corr.sum(dim=0)
+    end, boundaries = _tiling(length, hop, window, n_frames)
+    if end < length:
+        track = track + frame_correlations(sources, end, hop, 1, BlockPlan.for_segment(length - end, lags),
+                                           n_refs)[0][0]
+    track = track + boundary_correlations(sources, n_refs, lags, boundaries)
     return (track, torch.zeros_like(track)), frame_corr, gram
 
 
@@ -308,7 +306,7 @@ def accurate_track(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_fra
     that their float64 rounding, an ulp, moves the scores by ~0.003 dB (MP3-coded references)."""
     length = sources[0].shape[1]
     lags, window = plan.lags, plan.length
-    if not (hop == window and window >= lags - 1 or n_frames == 1 and window == length):
+    if not _tiled(length, plan, hop, n_frames):
         return lagged_correlations(torch.cat([s.permute(0, 2, 1).flatten(0, 1) for s in sources]), n_refs, lags)
     grid = coarse_grid(sources)
     frames = TrackCorrelations(grid, n_refs)
@@ -321,6 +319,12 @@ def accurate_track(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_fra
         track = dd_add_dd(*track, *tail.lags(lags))
     # float64 suffices there: a few hundred products per lag and boundary
     return dd_add(*track, boundary_correlations(sources, n_refs, lags, boundaries))
+
+
+def _tiled(length: int, plan: BlockPlan, hop: int, n_frames: int) -> bool:
+    """Whether the frames tile the track (one frame over all of it, or frames one after the
+    other, each at least ``L − 1`` long): its correlations are then the frames' and a few more."""
+    return n_frames == 1 and plan.length == length or hop == plan.length >= plan.lags - 1
 
 
 def _tiling(length: int, hop: int, window: int, n_frames: int) -> tuple[int, list[int]]:

@@ -31,7 +31,7 @@ _MEMORY_BUDGET = 256 * 2**20
 #: blocks transformed at once: a frame's (1 s: 6 blocks of 8192 points), whose spectra stay in cache
 _BLOCKS_AT_ONCE = 8
 #: steps of the coarse grid, in bits: the coarse parts' correlations over a whole track stay far
-#: inside float64's exact integers (2^16 per product, 2^41 for an hour of samples), and the
+#: inside float64's exact integers (2^16 per product, 2^43 for an hour of samples), and the
 #: float64 FFTs' error on them far below one half
 COARSE_BITS = 8
 #: a coarse correlation farther than this from an integer means that argument failed
@@ -158,7 +158,7 @@ def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count:
     spectrum = None
     for t, frame in enumerate(framed(sources, start, hop, count, plan)):
         if spectrum is None:
-            spectrum = torch.empty(n_channels, n_y, plan.n_fft // 2 + 1, dtype=_complex(frame), device=frame.device)
+            spectrum = torch.empty(n_channels, n_y, plan.n_fft // 2 + 1, dtype=torch.complex128, device=frame.device)
         spectrum.zero_()  # one buffer for every frame: allocating it anew costs more than the products
         for x_spec, y_spec in _block_spectra(frame, n_y, plan):
             _accumulate(spectrum, x_spec, y_spec)
@@ -179,7 +179,8 @@ def add_frames(track: TrackCorrelations, sources: list[torch.Tensor], start: int
         for (x_coarse, y_coarse), (x_fine, y_fine) in zip(_block_spectra(coarse_part, track.n_y, plan, parts=2),
                                                           _block_spectra(fine_part, track.n_y, plan, parts=2)):
             _accumulate(coarse, x_coarse, y_coarse)
-            _accumulate(fine, x_fine, y_coarse.add_(y_fine))  # X_f Y* + X_c Y_f*: the fine part's own
+            # the rest: X_f (Y_c + Y_f)* + X_c Y_f*
+            _accumulate(fine, x_fine, y_coarse.add_(y_fine))
             _accumulate(fine, x_coarse, y_fine)
 
 
@@ -189,10 +190,6 @@ def _accumulate(spectrum: torch.Tensor, x_spec: torch.Tensor, y_spec: torch.Tens
     matrix product of tiny matrices, which torch runs far slower)."""
     for b in range(x_spec.shape[1]):
         spectrum.addcmul_(x_spec[:, None, b], y_spec[None, :, b])
-
-
-def _complex(tensor: torch.Tensor) -> torch.dtype:
-    return torch.complex128 if tensor.dtype == torch.float64 else torch.complex64
 
 
 def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int = 1):

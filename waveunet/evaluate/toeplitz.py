@@ -171,11 +171,12 @@ class NormalSystem:
         ridge: [batch] the relative ridge to solve with (:meth:`solve_determined`); none if None.
         blocks_lo, rhs_lo: the low parts of ``blocks`` and ``rhs`` if they are double-doubles
             (the exact solve is then that of their sums).
+        preconditioner: a factor to use instead of making one (see :meth:`refined`).
     """
 
     def __init__(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor,
                  ridge: torch.Tensor | None = None, blocks_lo: torch.Tensor | None = None,
-                 rhs_lo: torch.Tensor | None = None):
+                 rhs_lo: torch.Tensor | None = None, preconditioner: SchurFactor | None = None):
         self.blocks, self.rhs, self.rhs_scale = blocks, rhs, rhs_scale
         self.blocks_lo = torch.zeros_like(blocks) if blocks_lo is None else blocks_lo
         self.rhs_lo = torch.zeros_like(rhs) if rhs_lo is None else rhs_lo
@@ -185,50 +186,44 @@ class NormalSystem:
         #: the ridge each system will be solved with (relative), known before it is factored, so
         #: that the factor preconditions exactly that system
         self.ridge = torch.zeros_like(self.mean_eigenvalue) if ridge is None else ridge
-        factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
-        self.preconditioner = SchurFactor(blocks, factor_ridge)
+        if preconditioner is None:
+            factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
+            preconditioner = SchurFactor(blocks, factor_ridge)
+        self.preconditioner = preconditioner
 
     def refined(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor, blocks_lo: torch.Tensor,
                 rhs_lo: torch.Tensor) -> "NormalSystem":
         """The systems of correlations within a few ulps of these (the same made more accurately),
         with this one's preconditioner, ridge and condition number: the factorisation, the
         expensive part, is not repeated, and serves them as well."""
-        refined = object.__new__(NormalSystem)
-        refined.blocks, refined.rhs, refined.rhs_scale = blocks, rhs, rhs_scale
-        refined.blocks_lo, refined.rhs_lo = blocks_lo, rhs_lo
-        size = blocks.shape[-1]
-        refined.mean_eigenvalue = blocks[:, 0].diagonal(dim1=-2, dim2=-1).sum(-1) / size
-        refined.operator = ExactToeplitz(blocks, blocks_lo)
-        refined.ridge, refined.preconditioner = self.ridge, self.preconditioner
+        refined = NormalSystem(blocks, rhs, rhs_scale, self.ridge, blocks_lo, rhs_lo, self.preconditioner)
         refined.condition = getattr(self, "condition", None)
         return refined
 
-    def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None, start: torch.Tensor | None = None):
+    def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None):
         """Exact solutions of ``(T + μ I) x = d``, ``μ = ridge · mean eigenvalue`` [batch] (0: the
-        system itself), for the systems ``index`` (all if None), from ``start`` (default: the
-        preconditioned right-hand side). Returns x and the relative residuals. The one
-        factorisation preconditions ridges up to a hundred times its own (the preconditioned
-        eigenvalues stay within [1, 100])."""
+        system itself), for the systems ``index`` (all if None). Returns x and the relative
+        residuals. The one factorisation preconditions ridges up to a hundred times its own
+        (the preconditioned eigenvalues stay within [1, 100])."""
         index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
         mu = ridge[index] * self.mean_eigenvalue[index]
         operator = ExactToeplitz(*_ridged(self.blocks[index], self.blocks_lo[index], mu)) \
             if bool((mu > 0).any()) else _subset(self.operator, index)
         preconditioner = self.preconditioner.subset(index)
         rhs = self.rhs[index]
-        start = preconditioner(rhs) if start is None else start[index]
-        return _exact_cg(operator, rhs, preconditioner, start, self.rhs_lo[index])
+        return _exact_cg(operator, rhs, preconditioner, preconditioner(rhs), self.rhs_lo[index])
 
-    def solve_determined(self, start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact solutions of the systems (with their :attr:`ridge`); for a system where that
         does not converge (singular at rounding level, the right-hand side outside its range), of
         ``T + μ I`` with the smallest larger ridge of :data:`RIDGES` that does, preconditioned by a
-        factor of its own. The first solve starts from ``start`` if given (see :meth:`solve`).
+        factor of its own.
 
         Returns:
             x [batch, L, K, M] and the ridges used [batch] (relative to the mean eigenvalue).
         """
         ridge = self.ridge.clone()
-        x, residual = self.solve(ridge, start=start)
+        x, residual = self.solve(ridge)
         for relative in RIDGES:
             failed = ~(residual <= CONVERGED) & (ridge < relative)  # NaN counts as failed
             if not bool(failed.any()):
