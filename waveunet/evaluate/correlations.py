@@ -122,9 +122,9 @@ class TrackCorrelations:
         self.n_fft = None
 
     def spectra(self, n_fft: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The accumulated spectra (coarse, fine) [P, n_y, F], zero at first, to add into."""
+        """The accumulated spectra (coarse, fine) [F, P, n_y], zero at first, to add into."""
         if self.coarse is None:
-            shape = (len(self.grid), self.n_y, n_fft // 2 + 1)
+            shape = (n_fft // 2 + 1, len(self.grid), self.n_y)
             self.coarse = torch.zeros(shape, dtype=torch.complex128, device=device)
             self.fine = torch.zeros_like(self.coarse)
             self.n_fft = n_fft
@@ -136,11 +136,11 @@ class TrackCorrelations:
         """The correlations [P, n_y, L] as a double-double ``(hi, lo)``: float64 rounds them to
         an ulp, and the ill-conditioned systems they make move by ~0.003 dB with that alone."""
         steps = self.grid + self.grid[:self.n_y].T  # [P, Q]: the exponent of each product's step
-        values = scaled(torch.fft.irfft(self.coarse, n=self.n_fft)[..., :lags], -steps[..., None])
+        values = scaled(_lags(self.coarse, self.n_fft, lags), -steps[..., None])
         integers = torch.round(values)
         if bool(((values - integers).abs() > _ROUNDING_GUARD).any()):
             raise ArithmeticError("track correlations: FFT rounding too large for the coarse grid")
-        return two_sum(scaled(integers, steps[..., None]), torch.fft.irfft(self.fine, n=self.n_fft)[..., :lags])
+        return two_sum(scaled(integers, steps[..., None]), _lags(self.fine, self.n_fft, lags))
 
 
 def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: BlockPlan,
@@ -158,11 +158,11 @@ def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count:
     spectrum = None
     for t, frame in enumerate(framed(sources, start, hop, count, plan)):
         if spectrum is None:
-            spectrum = torch.empty(n_channels, n_y, plan.n_fft // 2 + 1, dtype=torch.complex128, device=frame.device)
+            spectrum = torch.empty(plan.n_fft // 2 + 1, n_channels, n_y, dtype=torch.complex128, device=frame.device)
         spectrum.zero_()  # one buffer for every frame: allocating it anew costs more than the products
         for x_spec, y_spec in _block_spectra(frame, n_y, plan):
-            _accumulate(spectrum, x_spec, y_spec)
-        corr[t] = torch.fft.irfft(spectrum, n=plan.n_fft)[..., :plan.lags]
+            spectrum.baddbmm_(x_spec, y_spec)
+        corr[t] = _lags(spectrum, plan.n_fft, plan.lags)
         samples = frame[:, :plan.length]
         gram[t] = samples @ samples.T
     return corr, gram
@@ -178,33 +178,33 @@ def add_frames(track: TrackCorrelations, sources: list[torch.Tensor], start: int
         coarse_part, fine_part = split_coarse(frame, track.grid, plan.length)
         for (x_coarse, y_coarse), (x_fine, y_fine) in zip(_block_spectra(coarse_part, track.n_y, plan, parts=2),
                                                           _block_spectra(fine_part, track.n_y, plan, parts=2)):
-            _accumulate(coarse, x_coarse, y_coarse)
+            coarse.baddbmm_(x_coarse, y_coarse)
             # the rest: X_f (Y_c + Y_f)* + X_c Y_f*
-            _accumulate(fine, x_fine, y_coarse.add_(y_fine))
-            _accumulate(fine, x_coarse, y_fine)
+            fine.baddbmm_(x_fine, y_coarse.add_(y_fine))
+            fine.baddbmm_(x_coarse, y_fine)
 
 
-def _accumulate(spectrum: torch.Tensor, x_spec: torch.Tensor, y_spec: torch.Tensor) -> None:
-    """``spectrum[p, q, f] += Σ_b x_spec[p, b, f] · y_spec[q, b, f]``: one outer product per
-    block, added in place (the operands are a few blocks: a product per frequency would be a
-    matrix product of tiny matrices, which torch runs far slower)."""
-    for b in range(x_spec.shape[1]):
-        spectrum.addcmul_(x_spec[:, None, b], y_spec[None, :, b])
+def _lags(spectrum: torch.Tensor, n_fft: int, lags: int) -> torch.Tensor:
+    """Correlations [P, Q, L] from their spectrum [F, P, Q]."""
+    return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 
 def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int = 1):
     """The spectra of a segment [P, plan.padded] (zero beyond ``plan.length``), a few blocks at a
     time (they stay in cache, and within :data:`_MEMORY_BUDGET` for any length): yields the
-    look-ahead segments of every channel [P, b, F] and the conjugated blocks of the first ``n_y``
-    [n_y, b, F]. Block ``b`` of ``y`` correlated with its look-ahead in ``x`` by FFTs of
-    ``plan.n_fft`` points is free of wrap-around at lags below L."""
+    look-ahead segments of every channel [F, P, b] and the conjugated blocks of the first ``n_y``
+    [F, b, n_y], laid out for one matrix product per frequency that sums over the blocks
+    (contiguous: torch's CPU matmul of complex batches loops over the batch otherwise). Block
+    ``b`` of ``y`` correlated with its look-ahead in ``x`` by FFTs of ``plan.n_fft`` points is free
+    of wrap-around at lags below L."""
     n_fft, block, n_blocks = plan.n_fft, plan.block, plan.blocks
     step = max(1, min(_BLOCKS_AT_ONCE, _MEMORY_BUDGET // (parts * (segment.shape[0] + n_y) * (n_fft // 2 + 1) * 16)))
     segments = segment.unfold(-1, n_fft, block)  # [P, blocks, N]: a strided view
     blocks = segment[:n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [Q, blocks, B]
     for first in range(0, n_blocks, step):
-        yield (torch.fft.rfft(segments[:, first:first + step], n=n_fft),
-               torch.fft.rfft(blocks[:, first:first + step], n=n_fft).conj().resolve_conj())
+        x_spec = torch.fft.rfft(segments[:, first:first + step], n=n_fft).permute(2, 0, 1).contiguous()
+        y_spec = torch.fft.rfft(blocks[:, first:first + step], n=n_fft).permute(2, 1, 0).contiguous()
+        yield x_spec, y_spec.conj_physical_()
 
 
 def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boundaries: list[int]) -> torch.Tensor:
