@@ -508,7 +508,7 @@ def rounding_matters(systems: NormalEquations, data: FrameData, silent: torch.Te
     solve."""
     probes = []
     for system in (systems.joint, systems.own):
-        x = system.preconditioner(system.rhs)
+        x = system.initial_guess()
         probes += [x, system.perturbation(x, system.ridge)]
     exact, sensitivity = _criteria_and_sensitivity(data, *probes, n_sources, n_channels)
     counted = ~exact.unresolved & ~silent[None, None]
