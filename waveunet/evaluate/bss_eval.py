@@ -21,13 +21,16 @@ Here (the ``fast`` backend):
 2. the least-squares systems are solved exactly, not to float64 rounding (:mod:`.toeplitz`): with
    band-limited references (MP3s) they are so ill-conditioned that a dense solve, museval's, returns
    rounding noise along the near-null directions, which the framewise metrics turn into dB;
+   where a probe finds that even the correlations' float64 rounding (an ulp) would move the
+   scores, the track's correlations are made again beyond float64 first (:func:`accurate_track`);
 3. every frame's criteria are contractions of its correlations with the filters' (:mod:`.framewise`),
    for the exact filters and for the filters after a rounding-level change of the correlations:
    the difference is how far a float64 evaluator, museval included, can be off (:class:`Conditioning`).
 
 Where museval is determined its scores are reproduced to 1e-7-1e-4 dB; where it is not, these
-scores are stable (< 0.01 dB under a 1e-9 rescaling of the data) and the frames are flagged. All
-arithmetic is float64, on any torch device.
+scores are stable (at most 7e-5 dB under rescalings of the data by 1 ± 1e-9 and 1 + 5e-9) and the
+frames are flagged. All
+arithmetic is float64 (double-doubles where it says so), on any torch device.
 """
 
 from __future__ import annotations
@@ -529,9 +532,10 @@ ACCURATE_SENSITIVITY_DB = 1e-4
 #: a spectral condition number at the float64 cap (1/eps) counts as beyond float64 resolution
 _UNRESOLVED_CONDITION = 0.5 / torch.finfo(torch.float64).eps
 #: the ridge of such a system, relative to its mean eigenvalue: on the bundled track's four
-#: MP3-coded stems (4 s), 1e-14 leaves the scores moving by 0.014 dB under a rescaling, 1e-13 by
-#: 0.008 dB and within museval's spread, 1e-12 by 0.001 dB but outside it; on the 16-bit stems,
-#: whose bass is empty at the top too, 1e-13 moves no score by more than 7e-5 dB
+#: MP3-coded stems (4 s), 1e-13 keeps the scores within museval's spread (museval's own solve is
+#: regularised by its rounding, at about that level), 2e-13 already leaves it by 0.2 dB, 1e-12 by
+#: 3.5 dB; on the 16-bit stems, whose bass is empty at the top too, 1e-13 moves no score by more
+#: than 7e-5 dB
 _FLOAT64_RIDGE = 1e-13
 
 
