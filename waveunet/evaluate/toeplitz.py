@@ -70,14 +70,14 @@ class SchurFactor:
     def __init__(self, blocks: torch.Tensor, ridge: torch.Tensor):
         ridge = ridge.clone()
         factorize = _dense_cholesky if blocks.shape[1] * blocks.shape[2] <= DENSE_SIZE else _block_schur
-        factor, failed = factorize(_add_ridge(blocks, ridge))
+        factor, failed = factorize(_ridged(blocks, ridge)[0])
         for _ in range(16):
             if not bool(failed.any()):
                 break
             index = failed.nonzero()[:, 0]
             floor = PRECONDITIONER_RIDGE * blocks[index, 0].diagonal(dim1=-2, dim2=-1).mean(-1)
             ridge[index] = torch.maximum(10 * ridge[index], floor)
-            factor[index], failed[index] = factorize(_add_ridge(blocks[index], ridge[index]))
+            factor[index], failed[index] = factorize(_ridged(blocks[index], ridge[index])[0])
         self.factor, self.ridge = factor, ridge
 
     def __call__(self, rhs: torch.Tensor) -> torch.Tensor:
@@ -217,7 +217,7 @@ class NormalSystem:
         start = None if index is not None else self.initial_guess()
         index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
         mu = ridge[index] * self.mean_eigenvalue[index]
-        operator = ExactToeplitz(*_ridged(self.blocks[index], self.blocks_lo[index], mu)) \
+        operator = ExactToeplitz(*_ridged(self.blocks[index], mu, self.blocks_lo[index])) \
             if bool((mu > 0).any()) else _subset(self.operator, index)
         preconditioner = self.preconditioner.subset(index)
         rhs = self.rhs[index]
@@ -241,10 +241,10 @@ class NormalSystem:
                 break
             index = failed.nonzero()[:, 0]
             mu = relative * self.mean_eigenvalue[index]
-            ridged = _add_ridge(self.blocks[index], mu)
+            ridged, ridged_lo = _ridged(self.blocks[index], mu, self.blocks_lo[index])
             factor = SchurFactor(ridged, mu)
             rhs = self.rhs[index]
-            operator = ExactToeplitz(*_ridged(self.blocks[index], self.blocks_lo[index], mu))
+            operator = ExactToeplitz(ridged, ridged_lo)
             solution, relative_residual = _exact_cg(operator, rhs, factor, factor(rhs), self.rhs_lo[index])
             x, residual = x.clone(), residual.clone()
             x[index], residual[index] = solution, relative_residual
@@ -269,7 +269,7 @@ class NormalSystem:
         delta_rhs = eps * noise(batch, lags, k, m) * self.rhs_scale[:, None]
         change = delta_rhs - ExactToeplitz(delta_blocks).approximate(x)
         mu = ridge * self.mean_eigenvalue
-        operator = ExactToeplitz(_add_ridge(self.blocks, mu)) if bool((mu > 0).any()) else self.operator
+        operator = ExactToeplitz(_ridged(self.blocks, mu)[0]) if bool((mu > 0).any()) else self.operator
         return _float64_cg(operator, change, self.preconditioner, iterations=2)
 
 
@@ -304,19 +304,17 @@ def _float64_cg(operator: ExactToeplitz, rhs: torch.Tensor, preconditioner, iter
     return x
 
 
-def _add_ridge(blocks: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-    """``T + μ I`` per system: blocks [batch, L, K, K], μ [batch]."""
-    ridged = blocks.clone()
-    ridged[:, 0] += mu[:, None, None] * torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
-    return ridged
-
-
-def _ridged(blocks: torch.Tensor, blocks_lo: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The double-double ``T + μ I``: blocks and their low parts [batch, L, K, K], μ [batch]."""
+def _ridged(blocks: torch.Tensor, mu: torch.Tensor,
+            blocks_lo: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``T + μ I`` per system (blocks [batch, L, K, K], μ [batch]) and, for a double-double ``T``
+    (``blocks_lo``, else None), its low parts: ``hi + lo`` is then exactly ``T + μ I``."""
     eye = torch.eye(blocks.shape[-1], dtype=blocks.dtype, device=blocks.device)
     hi, lo = two_sum(blocks[:, 0], mu[:, None, None] * eye)
-    ridged, ridged_lo = blocks.clone(), blocks_lo.clone()
+    ridged = blocks.clone()
     ridged[:, 0] = hi
+    if blocks_lo is None:
+        return ridged, None
+    ridged_lo = blocks_lo.clone()
     ridged_lo[:, 0] += lo
     return ridged, ridged_lo
 
