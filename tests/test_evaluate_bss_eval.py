@@ -224,8 +224,8 @@ def test_correlations_beyond_float64_only_where_their_rounding_matters(mp3_two, 
 
     module = importlib.import_module("waveunet.evaluate.bss_eval")
     calls = []
-    original = module.accurate_track
-    monkeypatch.setattr(module, "accurate_track", lambda *args: calls.append(1) or original(*args))
+    original = module.track_correlations
+    monkeypatch.setattr(module, "track_correlations", lambda *args: calls.append(1) or original(*args))
     references, estimates = four_sources(seconds=3)
     result = evaluate_images(references, estimates)
     assert not calls and result.conditioning.condition.max() > 1e14
@@ -241,25 +241,32 @@ def test_correlations_beyond_float64_only_where_their_rounding_matters(mp3_two, 
 
 @pytest.mark.parametrize("window, hop", [(RATE, RATE), (30000, 30000), (2 * RATE, 2 * RATE), (30000, 20000),
                                          (10**7, 10**7)])
-def test_track_correlations_beyond_float64_in_every_frame_layout(window, hop):
+def test_track_correlations_are_the_same_in_every_frame_layout(window, hop):
     """Frames that tile the track (with samples after the last frame; one frame and a tail),
-    overlapping frames, one frame over everything: the accurate track correlations agree with the
-    float64 ones to float64 rounding, so every product is counted once."""
+    overlapping frames, one frame over everything: the track's correlations come out the same,
+    in float64 and beyond it (cut into segments of the frames' length), to float64 rounding:
+    every product is counted once."""
     import importlib
 
-    from waveunet.evaluate.correlations import BlockPlan
+    from waveunet.evaluate.correlations import BlockPlan, track_correlations
 
     module = importlib.import_module("waveunet.evaluate.bss_eval")
     references, estimates = two_sources(seconds=2.5)
     sources = [torch.from_numpy(np.ascontiguousarray(references)), torch.from_numpy(np.ascontiguousarray(estimates))]
     length = references.shape[1]
-    window = min(window, length)
-    hop = window if window == length else hop
-    n_frames = (length - window) // hop + 1
-    plan = BlockPlan.for_segment(window, 512)
-    (track, _), _, _ = module.correlate(sources, plan, hop, n_frames, 4)
-    hi, lo = module.accurate_track(sources, plan, hop, n_frames, 4)
-    assert (hi - track).abs().max() < 1e-13 * track.abs().max()
+
+    def float64_track(window, hop):
+        window = min(window, length)
+        hop = window if window == length else hop
+        n_frames = (length - window) // hop + 1
+        (track, _), _, _ = module.correlate(sources, BlockPlan.for_segment(window, 512), hop, n_frames, 4)
+        return track
+
+    reference = float64_track(RATE, RATE)
+    scale = reference.abs().max()
+    assert (float64_track(window, hop) - reference).abs().max() < 1e-13 * scale
+    hi, lo = track_correlations(sources, 4, 512, chunk=window)
+    assert (hi - reference).abs().max() < 1e-13 * scale
     assert (lo.abs() <= hi.abs() * 2.0 ** -52).all()
 
 
@@ -364,13 +371,13 @@ def test_exact_products_schur_factor_and_solver_on_real_systems():
     a system that is not positive definite at rounding level gets the smallest ridge that solves."""
     from fractions import Fraction
 
-    from waveunet.evaluate.correlations import lagged_correlations
+    from waveunet.evaluate.correlations import track_correlations
     from waveunet.evaluate.extended import ExactToeplitz
     from waveunet.evaluate.toeplitz import NormalSystem, SchurFactor, _block_schur, dense
 
     signals = torch.from_numpy(stems("vocals", "bass", "other")[:, :3 * RATE]).permute(0, 2, 1).reshape(6, -1)
     estimates = signals + 0.1 * torch.randn(signals.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    correlations, _ = lagged_correlations(torch.cat([signals, estimates]), 6, 128)
+    correlations, _ = track_correlations([torch.cat([signals, estimates])[:, :, None]], 6, 128)
     blocks = correlations[:6].permute(2, 0, 1)[None].contiguous()  # [1, L, K, K]
     rhs = correlations[6:].permute(2, 1, 0)[None].contiguous()  # [1, L, K, M]
     matrix = dense(blocks)[0]
@@ -389,7 +396,7 @@ def test_exact_products_schur_factor_and_solver_on_real_systems():
 
     # the track correlations beyond float64: hi + lo within 2^-60 of the terms (float64 FFTs: 2^-50)
     short = torch.cat([signals, estimates])[:, :4000]
-    hi, lo = lagged_correlations(short, 6, 128)
+    hi, lo = track_correlations([short[:, :, None]], 6, 128)
     values = short.numpy()
     for p, q, k in ((0, 0, 0), (3, 1, 17), (11, 5, 127)):
         terms = [Fraction(float(a)) * Fraction(float(b)) for a, b in zip(values[p, k:], values[q, :4000 - k])]

@@ -22,7 +22,7 @@ Here (the ``fast`` backend):
    band-limited references (MP3s) they are so ill-conditioned that a dense solve, museval's, returns
    rounding noise along the near-null directions, which the framewise metrics turn into dB;
    where a probe finds that even the correlations' float64 rounding (an ulp) would move the
-   scores, the track's correlations are made again beyond float64 first (:func:`accurate_track`);
+   scores, the track's correlations are made again beyond float64 first (:func:`~.correlations.track_correlations`);
 3. every frame's criteria are contractions of its correlations with the filters' (:mod:`.framewise`),
    for the exact filters and for the filters after a rounding-level change of the correlations:
    the difference is how far a float64 evaluator, museval included, can be off (:class:`Conditioning`).
@@ -44,9 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .correlations import (BlockPlan, TrackCorrelations, add_frames, boundary_correlations, coarse_grid,
-                           frame_correlations, lagged_correlations)
-from .extended import dd_add, dd_add_dd, two_sum
+from .correlations import BlockPlan, boundary_correlations, frame_correlations, tiling, track_correlations
+from .extended import two_sum
 from .framewise import Criteria, FrameData, criteria
 from .threads import cpu_threads, with_helper_thread
 from .toeplitz import DENSE_SIZE, NormalSystem
@@ -247,7 +246,7 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
         systems = normal_equations(track, gram, n_sources, n_channels)
 
         def beyond_float64(systems):  # the track's correlations beyond float64, the factors kept
-            track = accurate_track([references, estimates], plan, hop, n_frames, k)
+            track = track_correlations([references, estimates], k, filters_len)
             return normal_equations(track, gram, n_sources, n_channels, preconditioned=systems)
 
         # where the float64 correlations' own rounding would move the scores
@@ -278,7 +277,7 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
 def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: int,
               n_refs: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
     """The correlations BSSEval needs, of each frame and of the whole track, by float64 FFTs
-    (the track's by :func:`accurate_track` where the frames overlap).
+    (the track's by :func:`~.correlations.track_correlations` where the frames overlap).
 
     ``out[p, q, k] = Σ_n x_p[n + k] · x_q[n]`` with ``q`` a reference channel; for a frame, over
     its samples only (museval filters each frame alone).
@@ -289,18 +288,19 @@ def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: 
         n_refs: K.
 
     Returns:
-        ``track`` [2K, K, L] as a double-double ``(hi, lo)`` (see :func:`accurate_track`),
+        ``track`` [2K, K, L] as a double-double ``(hi, lo)`` (see
+        :func:`~.correlations.track_correlations`),
         ``frames`` [T, 2K, K, L] and the frames' lag-zero products of all channels [T, 2K, 2K].
     """
     length = sources[0].shape[1]
     lags, window = plan.lags, plan.length
     frame_corr, gram = frame_correlations(sources, 0, hop, n_frames, plan, n_refs)
     if not _tiled(length, plan, hop, n_frames):  # overlapping frames: the track's computed apart
-        return accurate_track(sources, plan, hop, n_frames, n_refs), frame_corr, gram
+        return track_correlations(sources, n_refs, lags), frame_corr, gram
     # frames tile the track: its correlations are the frames', those of the samples after the
     # last frame, and the products that cross the boundaries between them
     track = frame_corr.sum(dim=0)
-    end, boundaries = _tiling(length, hop, window, n_frames)
+    end, boundaries = tiling(length, hop, window, n_frames)
     if end < length:
         track = track + frame_correlations(sources, end, hop, 1, BlockPlan.for_segment(length - end, lags),
                                            n_refs)[0][0]
@@ -308,40 +308,10 @@ def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: 
     return (track, torch.zeros_like(track)), frame_corr, gram
 
 
-def accurate_track(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: int,
-                   n_refs: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The track's correlations of :func:`correlate` to ~2^-60 of their terms, as a double-double
-    ``(hi, lo)`` (:class:`~.correlations.TrackCorrelations`): for systems so ill-conditioned
-    that their float64 rounding, an ulp, moves the scores by ~0.003 dB (MP3-coded references)."""
-    length = sources[0].shape[1]
-    lags, window = plan.lags, plan.length
-    if not _tiled(length, plan, hop, n_frames):
-        return lagged_correlations(torch.cat([s.permute(0, 2, 1).flatten(0, 1) for s in sources]), n_refs, lags)
-    grid = coarse_grid(sources)
-    frames = TrackCorrelations(grid, n_refs)
-    add_frames(frames, sources, 0, hop, n_frames, plan)
-    track = frames.lags(lags)
-    end, boundaries = _tiling(length, hop, window, n_frames)
-    if end < length:
-        tail = TrackCorrelations(grid, n_refs)
-        add_frames(tail, sources, end, hop, 1, BlockPlan.for_segment(length - end, lags))
-        track = dd_add_dd(*track, *tail.lags(lags))
-    # float64 suffices there: a few hundred products per lag and boundary
-    return dd_add(*track, boundary_correlations(sources, n_refs, lags, boundaries))
-
-
 def _tiled(length: int, plan: BlockPlan, hop: int, n_frames: int) -> bool:
     """Whether the frames tile the track (one frame over all of it, or frames one after the
     other, each at least ``L − 1`` long): its correlations are then the frames' and a few more."""
     return n_frames == 1 and plan.length == length or hop == plan.length >= plan.lags - 1
-
-
-def _tiling(length: int, hop: int, window: int, n_frames: int) -> tuple[int, list[int]]:
-    """Where frames that tile a track end, and the boundaries between the segments (the frames and
-    what follows the last one)."""
-    end = (n_frames - 1) * hop + window
-    boundaries = [t * hop for t in range(1, n_frames)] + ([end] if end < length else [])
-    return end, boundaries
 
 
 def frame_statistics(gram: torch.Tensor, window: int, hop: int, n_sources: int, n_channels: int,
@@ -534,7 +504,7 @@ def _solve_and_perturb(system: NormalSystem):
 
 
 #: a score sensitivity (:class:`Conditioning`, for 16 ulps of the correlations) from which the
-#: track's correlations are made again beyond float64 (:func:`accurate_track`): float64 FFTs err by
+#: track's correlations are made again beyond float64 (:func:`~.correlations.track_correlations`): float64 FFTs err by
 #: 1-2 ulps, so below it their rounding moves no score by more than ~1e-5 dB. On 30 s of the
 #: benchmark's MP3-coded stems the sensitivity is 0.2-0.3 dB; on its 16-bit stems 8e-7 dB (2
 #: sources) and 8e-6 dB (4, where a bass stem, empty at the top, puts the condition number at 1e15)

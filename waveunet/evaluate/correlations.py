@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .extended import scaled, two_sum
+from .extended import dd_add, dd_add_dd, scaled, two_sum
 
 #: bytes of spectra one batch of blocks may hold
 _MEMORY_BUDGET = 256 * 2**20
@@ -36,6 +36,9 @@ _BLOCKS_AT_ONCE = 8
 COARSE_BITS = 8
 #: a coarse correlation farther than this from an integer means that argument failed
 _ROUNDING_GUARD = 0.25
+#: samples of the segments :func:`track_correlations` cuts a track into: a second, whose spectra
+#: stay in cache, as the frames' do
+TRACK_CHUNK = 44100
 
 
 @dataclass(frozen=True)
@@ -237,15 +240,36 @@ def boundary_correlations(sources: list[torch.Tensor], n_y: int, lags: int, boun
     return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 
-def lagged_correlations(x: torch.Tensor, n_y: int, lags: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``out[p, q, k] = Σ_n x[p, n + k] · x[q, n]`` over the whole signals x [P, time], to ~2^-60
-    of its terms (:class:`TrackCorrelations`).
+def track_correlations(sources: list[torch.Tensor], n_y: int, lags: int,
+                       chunk: int = TRACK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """``out[p, q, k] = Σ_n x_p[n + k] · x_q[n]`` over the whole signals ``sources`` (each
+    [S_i, time, C], channels ordered as :func:`framed` orders them), ``q`` among the first
+    ``n_y``, to ~2^-60 of its terms (:class:`TrackCorrelations`): the track cut into segments of
+    ``chunk`` samples, each correlated on its own, plus the samples after the last one and the
+    products that cross the boundaries between them (float64 suffices there: a few hundred
+    products per lag and boundary). Whatever the frames, only a segment is held at a time.
 
     Returns:
         [P, n_y, L] as a double-double ``(hi, lo)``.
     """
-    signals = x[:, :, None]  # P signals of one channel each
-    plan = BlockPlan.for_segment(x.shape[1], lags)
-    track = TrackCorrelations(coarse_grid([signals]), n_y)
-    add_frames(track, [signals], 0, x.shape[1], 1, plan)
-    return track.lags(lags)
+    length = sources[0].shape[1]
+    window = max(min(length, chunk), lags - 1)
+    count = max(1, length // window)
+    grid = coarse_grid(sources)
+    track = TrackCorrelations(grid, n_y)
+    add_frames(track, sources, 0, window, count, BlockPlan.for_segment(min(window, length), lags))
+    total = track.lags(lags)
+    end, boundaries = tiling(length, window, window, count)
+    if end < length:
+        tail = TrackCorrelations(grid, n_y)
+        add_frames(tail, sources, end, window, 1, BlockPlan.for_segment(length - end, lags))
+        total = dd_add_dd(*total, *tail.lags(lags))
+    return dd_add(*total, boundary_correlations(sources, n_y, lags, boundaries))
+
+
+def tiling(length: int, hop: int, window: int, count: int) -> tuple[int, list[int]]:
+    """Where ``count`` frames that tile a track (hop = window) end, and the boundaries between the
+    segments (the frames and what follows the last one)."""
+    end = (count - 1) * hop + window
+    boundaries = [t * hop for t in range(1, count)] + ([end] if end < length else [])
+    return end, boundaries
