@@ -237,6 +237,10 @@ def test_correlations_beyond_float64_only_where_their_rounding_matters(mp3_two, 
     caught = evaluate_images(*mp3_two)
     assert calls
     np.testing.assert_allclose(np.stack(caught.scores), np.stack(stable.scores), atol=1e-4)
+    # overlapping frames: the track's correlations are made beyond float64 once, not again
+    calls.clear()
+    evaluate_images(*mp3_two, window=2 * RATE, hop=RATE)
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("window, hop", [(RATE, RATE), (30000, 30000), (2 * RATE, 2 * RATE), (30000, 20000),

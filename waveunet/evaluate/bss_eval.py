@@ -249,9 +249,11 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
             track = track_correlations([references, estimates], k, filters_len)
             return normal_equations(track, gram, n_sources, n_channels, preconditioned=systems)
 
-        # where the float64 correlations' own rounding would move the scores
-        accurate = rounding_matters(systems, data, silent, n_sources, n_channels)
-        if accurate:
+        # with overlapping frames the track's correlations are beyond float64 already (correlate);
+        # otherwise, made so where their float64 rounding would move the scores
+        already = not _tiled(length, plan, hop, n_frames)
+        accurate = already or rounding_matters(systems, data, silent, n_sources, n_channels)
+        if accurate and not already:
             systems = beyond_float64(systems)
         solved = solve_systems(systems, data, n_sources, n_channels)
         if not accurate and _sensitive(solved.criteria, solved.sensitivity, silent):  # the probe missed it
