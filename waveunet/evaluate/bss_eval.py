@@ -16,21 +16,21 @@ frame: the filters are applied to the frame of the references alone, the filtere
 Here (the ``fast`` backend):
 
 1. one pass of blocked FFTs gives the correlations of every reference channel with every reference
-   and estimate channel within each frame; their sum, plus the few products across frame
-   boundaries, is the whole track's (:mod:`.correlations`);
+   and estimate channel within each frame; the sum of the frames' spectra, transformed back
+   exactly (:mod:`.inverse_dft`), plus the few products across frame boundaries, is the whole
+   track's, beyond float64 (:mod:`.correlations`): with band-limited references (MP3s) an ulp of
+   them moves the scores by ~0.003 dB;
 2. the least-squares systems are solved exactly, not to float64 rounding (:mod:`.toeplitz`): with
-   band-limited references (MP3s) they are so ill-conditioned that a dense solve, museval's, returns
+   band-limited references they are so ill-conditioned that a dense solve, museval's, returns
    rounding noise along the near-null directions, which the framewise metrics turn into dB;
-   where a probe finds that even the correlations' float64 rounding (an ulp) would move the
-   scores, the track's correlations are made again beyond float64 first (:func:`~.correlations.track_correlations`);
 3. every frame's criteria are contractions of its correlations with the filters' (:mod:`.framewise`),
    for the exact filters and for the filters after a rounding-level change of the correlations:
    the difference is how far a float64 evaluator, museval included, can be off (:class:`Conditioning`).
 
 Where museval is determined its scores are reproduced to 1e-7-1e-4 dB; where it is not, these
-scores are stable (at most 7e-5 dB under rescalings of the data by 1 ± 1e-9 and 1 + 5e-9) and the
-frames are flagged. All
-arithmetic is float64 (double-doubles where it says so), on any torch device.
+scores are stable (at most 6e-5 dB under rescalings of the data by 1 ± 1e-9 and 1 + 5e-9) and the
+frames are flagged. All arithmetic is float64 (double-doubles where it says so), on any torch
+device.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .correlations import BlockPlan, boundary_correlations, frame_correlations, tiling, track_correlations
+from .correlations import BlockPlan, TrackSpectrum, frame_correlations, track_correlations, track_total
 from .extended import two_sum
 from .framewise import Criteria, FrameData, criteria
 from .threads import cpu_threads, with_helper_thread
@@ -244,20 +244,7 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
         data = FrameData(refs=frame_corr[:, :k], cross=frame_corr[:, k:],
                          estimate_energy=estimate_energy, error_energy=error_energy, n_sources=n_sources)
         systems = normal_equations(track, gram, n_sources, n_channels)
-
-        def beyond_float64(systems):  # the track's correlations beyond float64, the factors kept
-            track = track_correlations([references, estimates], k, filters_len)
-            return normal_equations(track, gram, n_sources, n_channels, preconditioned=systems)
-
-        # with overlapping frames the track's correlations are beyond float64 already (correlate);
-        # otherwise, made so where their float64 rounding would move the scores
-        already = not _tiled(length, plan, hop, n_frames)
-        accurate = already or rounding_matters(systems, data, silent, n_sources, n_channels)
-        if accurate and not already:
-            systems = beyond_float64(systems)
         solved = solve_systems(systems, data, n_sources, n_channels)
-        if not accurate and _sensitive(solved.criteria, solved.sensitivity, silent):  # the probe missed it
-            solved = solve_systems(beyond_float64(systems), data, n_sources, n_channels)
         exact, sensitivity = solved.criteria, solved.sensitivity
         mask = silent[None, None]  # [1, 1, T]
         scores = exact.scores.masked_fill(mask, float("nan"))
@@ -278,8 +265,8 @@ def bss_eval_v4(references: torch.Tensor, estimates: torch.Tensor, window: int, 
 
 def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: int,
               n_refs: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor, torch.Tensor]:
-    """The correlations BSSEval needs, of each frame and of the whole track, by float64 FFTs
-    (the track's by :func:`~.correlations.track_correlations` where the frames overlap).
+    """The correlations BSSEval needs, of each frame (float64 FFTs) and of the whole track (beyond
+    float64, :class:`~.correlations.TrackSpectrum`).
 
     ``out[p, q, k] = Σ_n x_p[n + k] · x_q[n]`` with ``q`` a reference channel; for a frame, over
     its samples only (museval filters each frame alone).
@@ -290,24 +277,18 @@ def correlate(sources: list[torch.Tensor], plan: BlockPlan, hop: int, n_frames: 
         n_refs: K.
 
     Returns:
-        ``track`` [2K, K, L] as a double-double ``(hi, lo)`` (see
-        :func:`~.correlations.track_correlations`),
+        ``track`` [2K, K, L] as a double-double ``(hi, lo)``,
         ``frames`` [T, 2K, K, L] and the frames' lag-zero products of all channels [T, 2K, 2K].
     """
     length = sources[0].shape[1]
-    lags, window = plan.lags, plan.length
-    frame_corr, gram = frame_correlations(sources, 0, hop, n_frames, plan, n_refs)
     if not _tiled(length, plan, hop, n_frames):  # overlapping frames: the track's computed apart
-        return track_correlations(sources, n_refs, lags), frame_corr, gram
-    # frames tile the track: its correlations are the frames', those of the samples after the
-    # last frame, and the products that cross the boundaries between them
-    track = frame_corr.sum(dim=0)
-    end, boundaries = tiling(length, hop, window, n_frames)
-    if end < length:
-        track = track + frame_correlations(sources, end, hop, 1, BlockPlan.for_segment(length - end, lags),
-                                           n_refs)[0][0]
-    track = track + boundary_correlations(sources, n_refs, lags, boundaries)
-    return (track, torch.zeros_like(track)), frame_corr, gram
+        frame_corr, gram = frame_correlations(sources, 0, hop, n_frames, plan, n_refs)
+        return track_correlations(sources, n_refs, plan.lags), frame_corr, gram
+    # frames tile the track: its spectrum is the frames', and its correlations those plus the
+    # samples after the last frame and the products that cross the boundaries between them
+    track = TrackSpectrum(plan.n_fft, 2 * n_refs, n_refs, sources[0])
+    frame_corr, gram = frame_correlations(sources, 0, hop, n_frames, plan, n_refs, track)
+    return track_total(track, sources, n_refs, plan.lags, plan.length, n_frames), frame_corr, gram
 
 
 def _tiled(length: int, plan: BlockPlan, hop: int, n_frames: int) -> bool:
@@ -387,13 +368,12 @@ def gram_blocks(track: torch.Tensor, n_refs: int) -> torch.Tensor:
 
 
 def normal_equations(track: tuple[torch.Tensor, torch.Tensor], gram: torch.Tensor, n_sources: int,
-                     n_channels: int, preconditioned: NormalEquations | None = None) -> NormalEquations:
+                     n_channels: int) -> NormalEquations:
     """museval's ``(G + eps I) C = D`` (:func:`gram_blocks`) from the track correlations
     [2K, K, L], a double-double ``(hi, lo)``, kept as one to the exact solve.
 
     The frames' lag-zero products ``gram`` [T, 2K, 2K] give the estimates' energies, the scale of
-    ``D``'s rounding. With ``preconditioned``, the systems of nearly the same correlations, their
-    factors, ridges and condition numbers are reused (:meth:`~.toeplitz.NormalSystem.refined`).
+    ``D``'s rounding.
     """
     k = n_sources * n_channels
     track, track_lo = track
@@ -414,8 +394,6 @@ def normal_equations(track: tuple[torch.Tensor, torch.Tensor], gram: torch.Tenso
     own_scale = rhs_scale.reshape(n_sources, n_channels, n_sources, n_channels).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
     joint_data = (blocks[None], rhs[None], rhs_scale[None], blocks_lo[None], rhs_lo[None])
     own_data = (own(blocks), own(rhs), own_scale.contiguous(), own(blocks_lo), own(rhs_lo))
-    if preconditioned is not None:
-        return NormalEquations(preconditioned.joint.refined(*joint_data), preconditioned.own.refined(*own_data))
     if lags * k <= DENSE_SIZE:  # LAPACK factors both, faster with all threads than side by side
         return NormalEquations(_system(*joint_data), _system(*own_data))
     # the block Schur recursion's loop is bound by Python and small products, which release the
@@ -481,36 +459,11 @@ def _criteria_and_sensitivity(data: FrameData, x_joint, d_joint, x_own, d_own, n
     return exact, sensitivity
 
 
-def rounding_matters(systems: NormalEquations, data: FrameData, silent: torch.Tensor, n_sources: int,
-                     n_channels: int) -> bool:
-    """Whether the float64 rounding of the correlations matters: some resolved score of a scored
-    frame moves by more than :data:`ACCURATE_SENSITIVITY_DB` with it. Probed cheaply, on the
-    preconditioner's solutions (those of ``T + μ₀ I``, close to the exact ones) before any exact
-    solve; the exact solution's own sensitivity checks it after (:func:`bss_eval_v4`)."""
-    probes = []
-    for system in (systems.joint, systems.own):
-        x = system.initial_guess()
-        probes += [x, system.perturbation(x, system.ridge)]
-    return _sensitive(*_criteria_and_sensitivity(data, *probes, n_sources, n_channels), silent)
-
-
-def _sensitive(scores: Criteria, sensitivity: torch.Tensor, silent: torch.Tensor) -> bool:
-    """Some resolved score of a scored frame moves by more than :data:`ACCURATE_SENSITIVITY_DB`."""
-    counted = ~scores.unresolved & ~silent[None, None]
-    return bool((sensitivity[counted] > ACCURATE_SENSITIVITY_DB).any())
-
-
 def _solve_and_perturb(system: NormalSystem):
     x, ridge = system.solve_determined()
     return x, system.perturbation(x, ridge), ridge
 
 
-#: a score sensitivity (:class:`Conditioning`, for 16 ulps of the correlations) from which the
-#: track's correlations are made again beyond float64 (:func:`~.correlations.track_correlations`): float64 FFTs err by
-#: 1-2 ulps, so below it their rounding moves no score by more than ~1e-5 dB. On 30 s of the
-#: benchmark's MP3-coded stems the sensitivity is 0.2-0.3 dB; on its 16-bit stems 8e-7 dB (2
-#: sources) and 8e-6 dB (4, where a bass stem, empty at the top, puts the condition number at 1e15)
-ACCURATE_SENSITIVITY_DB = 1e-4
 #: a spectral condition number at the float64 cap (1/eps) counts as beyond float64 resolution
 _UNRESOLVED_CONDITION = 0.5 / torch.finfo(torch.float64).eps
 #: the ridge of such a system, relative to its mean eigenvalue: on the bundled track's four

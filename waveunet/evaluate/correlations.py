@@ -12,9 +12,10 @@ transformed one at a time, so that their spectra stay in cache. When the frames 
 (museval's default: hop = window), the track's correlations are the frames' plus the few products
 that cross frame boundaries, so the audio is transformed once.
 
-On MUSDB18 stems the results are within an ulp or two of the exactly rounded sums. Where that is
-not enough (the ill-conditioned systems of band-limited references), :class:`TrackCorrelations`
-gives the track's correlations to ~2^-60 of their terms, as a double-double.
+The frames' correlations are within an ulp or two of the exactly rounded sums. The track's are
+needed beyond that (the ill-conditioned systems of band-limited references move by ~0.01 dB with
+an ulp): :class:`TrackSpectrum` sums the frames' spectra, which are as accurate as the FFTs in every
+bin, weak ones included, and transforms the sum back exactly, as a double-double.
 """
 
 from __future__ import annotations
@@ -23,18 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .extended import dd_add, dd_add_dd, scaled, two_sum
+from .extended import dd_add
+from .inverse_dft import exact_lags
 
 #: bytes of spectra one batch of blocks may hold
 _MEMORY_BUDGET = 256 * 2**20
 #: blocks transformed at once: a frame's (1 s: 6 blocks of 8192 points), whose spectra stay in cache
 _BLOCKS_AT_ONCE = 8
-#: steps of the coarse grid, in bits: the coarse parts' correlations over a whole track stay far
-#: inside float64's exact integers (2^16 per product, 2^43 for an hour of samples), and the
-#: float64 FFTs' error on them far below one half
-COARSE_BITS = 8
-#: a coarse correlation farther than this from an integer means that argument failed
-_ROUNDING_GUARD = 0.25
 #: samples of the segments :func:`track_correlations` cuts a track into: a second, whose spectra
 #: stay in cache, as the frames' do
 TRACK_CHUNK = 44100
@@ -54,12 +50,13 @@ class BlockPlan:
     padded: int
 
     @classmethod
-    def for_segment(cls, length: int, lags: int) -> BlockPlan:
+    def for_segment(cls, length: int, lags: int, n_fft: int | None = None) -> BlockPlan:
         """FFTs of a power of two ``>= 2 L``, at least 8192, or shorter where one block covers the
-        whole segment. For L = 512 and 1 s frames, 8192 points put 6 blocks in a frame, and their
-        spectra in cache."""
-        n_fft = max(8192, 1 << (2 * lags - 1).bit_length())
-        n_fft = min(n_fft, 1 << (length + lags - 2).bit_length())
+        whole segment (or of ``n_fft`` points, to add to spectra of that length). For L = 512 and
+        1 s frames, 8192 points put 6 blocks in a frame, and their spectra in cache."""
+        if n_fft is None:
+            n_fft = max(8192, 1 << (2 * lags - 1).bit_length())
+            n_fft = min(n_fft, 1 << (length + lags - 2).bit_length())
         block = n_fft - lags + 1
         blocks = -(-length // block)
         return cls(lags, length, n_fft, block, blocks, (blocks - 1) * block + n_fft)
@@ -83,73 +80,37 @@ def framed(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: 
         yield buffer
 
 
-def coarse_grid(sources: list[torch.Tensor]) -> torch.Tensor:
-    """The exponents ``e`` [P, 1] of each channel's coarse grid (see :func:`split_coarse`): its
-    source's largest magnitude over the track is below ``2^(e + COARSE_BITS)`` (one grid for a
-    source's channels: a reduction over a contiguous axis, fast)."""
-    largest = torch.cat([torch.maximum(signals.flatten(1).amax(dim=1), -signals.flatten(1).amin(dim=1))
-                         .repeat_interleave(signals.shape[2]) for signals in sources])  # [P]: max |x|, no copy
-    exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
-    return (exponent - COARSE_BITS)[:, None]
+class TrackSpectrum:
+    """The spectrum [F, P, n_y] of a whole track's correlations, summed over its segments' blocks
+    (each at the same FFT length), and its lags beyond float64 (:meth:`lags`).
 
-
-def split_coarse(segment: torch.Tensor, grid: torch.Tensor, length: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``segment = coarse + fine`` exactly: ``coarse`` the multiples of ``2^e`` nearest (``e``
-    the row's ``grid`` exponent: at most ``2^COARSE_BITS`` of them), ``fine`` the rest (below
-    ``2^(e−1)``). Only the first ``length`` samples are split (the rest is zero)."""
-    length = segment.shape[-1] if length is None else length
-    coarse, fine = torch.zeros_like(segment), torch.zeros_like(segment)
-    head = segment[:, :length]
-    coarse[:, :length] = scaled(torch.round(scaled(head, -grid)), grid)
-    torch.sub(head, coarse[:, :length], out=fine[:, :length])
-    return coarse, fine
-
-
-class TrackCorrelations:
-    """The correlations of a whole track, summed segment by segment, to ~2^-60 of their terms.
-
-    A float64 FFT correlation errs by ~1e-16 of the signals' energies, and with band-limited
-    references (MP3s) that rounding alone moves the scores behind the distortion filters by
-    ~0.01 dB (the normal equations are that ill-conditioned). Each signal is split into a
-    coarse part on a grid of ``2^COARSE_BITS`` steps and a fine rest (:func:`split_coarse`):
-    the coarse parts' correlations are integers (times the grid steps), which the float64 FFTs
-    give to within far less than one half, so rounding makes them exact; the rest is 2^-9 of the
-    signal, so its float64 rounding is ~2^-9 of what it was. :func:`add_frames` adds segments'
-    spectra to :meth:`spectra`, :meth:`lags` gives the sums.
+    In every bin it is as accurate as its FFTs, to ~eps of a block's energy, so the weak bins of
+    band-limited references stay accurate to ~1e-8 of themselves; the exact inverse transform
+    (:func:`~.inverse_dft.exact_lags`) keeps that, where a float64 one adds white rounding of eps
+    of the energy at every lag, as large as the signal in an empty band.
     """
 
-    def __init__(self, grid: torch.Tensor, n_y: int):
-        self.grid, self.n_y = grid, n_y
-        self.coarse = self.fine = None
-        self.n_fft = None
+    def __init__(self, n_fft: int, n_x: int, n_y: int, like: torch.Tensor):
+        self.n_fft = n_fft
+        self.spectrum = torch.zeros(n_fft // 2 + 1, n_x, n_y, dtype=torch.complex128, device=like.device)
 
-    def spectra(self, n_fft: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The accumulated spectra (coarse, fine) [F, P, n_y], zero at first, to add into."""
-        if self.coarse is None:
-            shape = (n_fft // 2 + 1, len(self.grid), self.n_y)
-            self.coarse = torch.zeros(shape, dtype=torch.complex128, device=device)
-            self.fine = torch.zeros_like(self.coarse)
-            self.n_fft = n_fft
-        elif n_fft != self.n_fft:
+    def add(self, spectrum: torch.Tensor, plan: BlockPlan) -> None:
+        if plan.n_fft != self.n_fft:
             raise ValueError("segments of one track must share their FFT length")
-        return self.coarse, self.fine
+        self.spectrum += spectrum
 
     def lags(self, lags: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The correlations [P, n_y, L] as a double-double ``(hi, lo)``: float64 rounds them to
-        an ulp, and the ill-conditioned systems they make move by ~0.003 dB with that alone."""
-        steps = self.grid + self.grid[:self.n_y].T  # [P, Q]: the exponent of each product's step
-        values = scaled(_lags(self.coarse, self.n_fft, lags), -steps[..., None])
-        integers = torch.round(values)
-        if bool(((values - integers).abs() > _ROUNDING_GUARD).any()):
-            raise ArithmeticError("track correlations: FFT rounding too large for the coarse grid")
-        return two_sum(scaled(integers, steps[..., None]), _lags(self.fine, self.n_fft, lags))
+        """The correlations [P, n_y, L] as a double-double ``(hi, lo)``."""
+        hi, lo = exact_lags(self.spectrum, self.n_fft, lags)
+        return hi.permute(1, 2, 0), lo.permute(1, 2, 0)
 
 
 def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count: int, plan: BlockPlan,
-                       n_y: int) -> tuple[torch.Tensor, torch.Tensor]:
+                       n_y: int, track: TrackSpectrum | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Within each of ``count`` frames (see :func:`framed`) of the signals ``sources``:
     ``corr[t, p, q, k] = Σ_n f[p, n + k] · f[q, n]`` for the first ``n_y`` channels ``q`` (float64
-    FFTs), and the lag-zero products of all channels ``gram[t, p, q] = Σ_n f[p, n] · f[q, n]``.
+    FFTs), and the lag-zero products of all channels ``gram[t, p, q] = Σ_n f[p, n] · f[q, n]``;
+    the frames' spectra are added to ``track`` if given.
 
     Returns:
         corr [T, P, n_y, L] and gram [T, P, P].
@@ -164,26 +125,24 @@ def frame_correlations(sources: list[torch.Tensor], start: int, hop: int, count:
         spectrum.zero_()  # one buffer for every frame: allocating it anew costs more than the products
         for x_spec, y_spec in _block_spectra(frame, n_y, plan):
             spectrum.baddbmm_(x_spec, y_spec)
+        if track is not None:
+            track.add(spectrum, plan)
         corr[t] = _lags(spectrum, plan.n_fft, plan.lags)
         samples = frame[:, :plan.length]
         gram[t] = samples @ samples.T
     return corr, gram
 
 
-def add_frames(track: TrackCorrelations, sources: list[torch.Tensor], start: int, hop: int, count: int,
-               plan: BlockPlan) -> None:
-    """Add the correlations within ``count`` frames of ``sources`` (as :func:`frame_correlations`)
-    to ``track``, to ~2^-60 of their terms: the frames' coarse parts and fine rests
-    (:func:`split_coarse`) are correlated separately, their blocks' spectra summed into the track's."""
-    coarse, fine = track.spectra(plan.n_fft, sources[0].device)
+def add_spectra(track: TrackSpectrum, sources: list[torch.Tensor], start: int, hop: int, count: int,
+                plan: BlockPlan) -> None:
+    """Add the spectra of the correlations within ``count`` frames of ``sources`` (as
+    :func:`frame_correlations`, without their lags) to ``track``."""
+    spectrum = None
     for frame in framed(sources, start, hop, count, plan):
-        coarse_part, fine_part = split_coarse(frame, track.grid, plan.length)
-        for (x_coarse, y_coarse), (x_fine, y_fine) in zip(_block_spectra(coarse_part, track.n_y, plan, parts=2),
-                                                          _block_spectra(fine_part, track.n_y, plan, parts=2)):
-            coarse.baddbmm_(x_coarse, y_coarse)
-            # the rest: X_f (Y_c + Y_f)* + X_c Y_f*
-            fine.baddbmm_(x_fine, y_coarse.add_(y_fine))
-            fine.baddbmm_(x_coarse, y_fine)
+        for x_spec, y_spec in _block_spectra(frame, track.spectrum.shape[2], plan):
+            spectrum = x_spec @ y_spec if spectrum is None else spectrum.baddbmm_(x_spec, y_spec)
+    if spectrum is not None:
+        track.add(spectrum, plan)
 
 
 def _lags(spectrum: torch.Tensor, n_fft: int, lags: int) -> torch.Tensor:
@@ -191,7 +150,7 @@ def _lags(spectrum: torch.Tensor, n_fft: int, lags: int) -> torch.Tensor:
     return torch.fft.irfft(spectrum, n=n_fft, dim=0)[:lags].permute(1, 2, 0)
 
 
-def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int = 1):
+def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan):
     """The spectra of a segment [P, plan.padded] (zero beyond ``plan.length``), a few blocks at a
     time (they stay in cache, and within :data:`_MEMORY_BUDGET` for any length): yields the
     look-ahead segments of every channel [F, P, b] and the conjugated blocks of the first ``n_y``
@@ -200,7 +159,7 @@ def _block_spectra(segment: torch.Tensor, n_y: int, plan: BlockPlan, parts: int 
     ``b`` of ``y`` correlated with its look-ahead in ``x`` by FFTs of ``plan.n_fft`` points is free
     of wrap-around at lags below L."""
     n_fft, block, n_blocks = plan.n_fft, plan.block, plan.blocks
-    step = max(1, min(_BLOCKS_AT_ONCE, _MEMORY_BUDGET // (parts * (segment.shape[0] + n_y) * (n_fft // 2 + 1) * 16)))
+    step = max(1, min(_BLOCKS_AT_ONCE, _MEMORY_BUDGET // ((segment.shape[0] + n_y) * (n_fft // 2 + 1) * 16)))
     segments = segment.unfold(-1, n_fft, block)  # [P, blocks, N]: a strided view
     blocks = segment[:n_y, :n_blocks * block].unflatten(-1, (n_blocks, block))  # [Q, blocks, B]
     for first in range(0, n_blocks, step):
@@ -243,10 +202,10 @@ def track_correlations(sources: list[torch.Tensor], n_y: int, lags: int,
                        chunk: int = TRACK_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """``out[p, q, k] = Σ_n x_p[n + k] · x_q[n]`` over the whole signals ``sources`` (each
     [S_i, time, C], channels ordered as :func:`framed` orders them), ``q`` among the first
-    ``n_y``, to ~2^-60 of its terms (:class:`TrackCorrelations`): the track cut into segments of
-    ``chunk`` samples, each correlated on its own, plus the samples after the last one and the
-    products that cross the boundaries between them (float64 suffices there: a few hundred
-    products per lag and boundary). Whatever the frames, only a segment is held at a time.
+    ``n_y``, beyond float64 (:class:`TrackSpectrum`): the track cut into segments of ``chunk``
+    samples, each correlated on its own, plus the samples after the last one and the products
+    that cross the boundaries between them (float64 suffices there: a few hundred products per lag
+    and boundary). Whatever the frames, only a segment is held at a time.
 
     Returns:
         [P, n_y, L] as a double-double ``(hi, lo)``.
@@ -254,16 +213,22 @@ def track_correlations(sources: list[torch.Tensor], n_y: int, lags: int,
     length = sources[0].shape[1]
     window = max(min(length, chunk), lags - 1)
     count = max(1, length // window)
-    grid = coarse_grid(sources)
-    track = TrackCorrelations(grid, n_y)
-    add_frames(track, sources, 0, window, count, BlockPlan.for_segment(min(window, length), lags))
-    total = track.lags(lags)
+    plan = BlockPlan.for_segment(min(window, length), lags)
+    track = TrackSpectrum(plan.n_fft, sum(s.shape[0] * s.shape[2] for s in sources), n_y, sources[0])
+    add_spectra(track, sources, 0, window, count, plan)
+    return track_total(track, sources, n_y, lags, window, count)
+
+
+def track_total(track: TrackSpectrum, sources: list[torch.Tensor], n_y: int, lags: int, window: int,
+                count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The track's correlations [P, n_y, L] (double-double) from ``track``, the spectrum of
+    ``count`` segments of ``window`` samples that tile it from its start (one after the other):
+    plus the samples after the last one and the products across the segments' boundaries."""
+    length = sources[0].shape[1]
     end, boundaries = tiling(length, window, window, count)
     if end < length:
-        tail = TrackCorrelations(grid, n_y)
-        add_frames(tail, sources, end, window, 1, BlockPlan.for_segment(length - end, lags))
-        total = dd_add_dd(*total, *tail.lags(lags))
-    return dd_add(*total, boundary_correlations(sources, n_y, lags, boundaries))
+        add_spectra(track, sources, end, window, 1, BlockPlan.for_segment(length - end, lags, track.n_fft))
+    return dd_add(*track.lags(lags), boundary_correlations(sources, n_y, lags, boundaries))
 
 
 def tiling(length: int, hop: int, window: int, count: int) -> tuple[int, list[int]]:

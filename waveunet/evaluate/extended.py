@@ -63,6 +63,12 @@ def scaled(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(x, exponent)
 
 
+def dd_mul(a_hi, a_lo, b_hi, b_lo) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product of two double-doubles, renormalised (to ~2^-104 relative)."""
+    p, e = two_product(a_hi, b_hi)
+    return two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
+
+
 #: Veltkamp's splitter for float64: 2^27 + 1
 _SPLITTER = 134217729.0
 

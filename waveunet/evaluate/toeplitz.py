@@ -171,7 +171,7 @@ class NormalSystem:
         ridge: [batch] the relative ridge to solve with (:meth:`solve_determined`); none if None.
         blocks_lo, rhs_lo: the low parts of ``blocks`` and ``rhs`` if they are double-doubles
             (the exact solve is then that of their sums).
-        preconditioner: a factor to use instead of making one (see :meth:`refined`).
+        preconditioner: a factor to use instead of making one.
     """
 
     def __init__(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor,
@@ -191,16 +191,6 @@ class NormalSystem:
             preconditioner = SchurFactor(blocks, factor_ridge)
         self.preconditioner = preconditioner
         self._initial = None
-
-    def refined(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor, blocks_lo: torch.Tensor,
-                rhs_lo: torch.Tensor) -> "NormalSystem":
-        """The systems of correlations within a few ulps of these (the same made more accurately),
-        with this one's preconditioner, ridge and condition number: the factorisation, the
-        expensive part, is not repeated, and serves them as well."""
-        refined = NormalSystem(blocks, rhs, rhs_scale, self.ridge, blocks_lo, rhs_lo, self.preconditioner)
-        refined.condition = getattr(self, "condition", None)
-        refined._initial = self._initial  # within ulps of its own: a start, which the solve corrects
-        return refined
 
     def initial_guess(self) -> torch.Tensor:
         """``M⁻¹ d``, the preconditioner's solutions [batch, L, K, M], where the exact solve starts
