@@ -28,7 +28,7 @@ from functools import cached_property
 import torch
 
 #: rounding of a correlation entry, in units of eps times the frame's largest channel energy
-#: (blocked FFTs of 8192 points: measured within an ulp or two), times a few standard deviations
+#: (blocked FFTs of 4096 points: within an ulp or two, measured at 8192), times a few standard deviations
 _CORRELATION_ULPS = 16.0
 
 

@@ -17,8 +17,8 @@ and ``A`` from double-double twiddles. Both factors are cut (Ozaki, Ogita, Oishi
 two integer digits of :data:`DIGIT_BITS` bits and a float64 remainder; the digit products are integers
 below 2^53, which float64 GEMMs give exactly in any summation order, and what involves a remainder is
 ~2^-18 of the result and needs only float64's accuracy. Six GEMMs of ``[L, 2F] @ [2F, columns]`` in
-all: 17 ms for L = 512, N = 8192 and 32 columns (2 sources) on the project's 2-core CPU, 70 ms
-for 128 (4 sources); the transform itself is made once per FFT length (0.2 s, 100 MB).
+all: 6 ms for L = 512, N = 4096 and 32 columns (2 sources) on the project's 2-core CPU, 24 ms
+for 128 (4 sources); the transform itself is made once per FFT length (0.12 s, 48 MB).
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def _exponent(x: torch.Tensor, dim: int) -> torch.Tensor:
 @lru_cache(maxsize=2)
 def _transform(n_fft: int, lags: int, device: torch.device) -> tuple[torch.Tensor, int]:
     """``A``'s digits and remainder side by side, ``[d1 | d0 | rest]`` [L, 3 · 2F], and its
-    exponent (made once per FFT length: 100 MB for L = 512, N = 8192)."""
+    exponent (made once per FFT length: 48 MB for L = 512, N = 4096)."""
     (cos_hi, cos_lo), (sin_hi, sin_lo) = twiddles(n_fft, device)
     n_freq = n_fft // 2 + 1
     index = (torch.arange(lags, device=device)[:, None] * torch.arange(n_freq, device=device)[None, :]) % n_fft
@@ -127,21 +127,27 @@ def exact_lags(spectrum: torch.Tensor, n_fft: int, lags: int) -> tuple[torch.Ten
     if n_fft > _LARGEST_FFT:
         raise ValueError(f"FFTs of at most {_LARGEST_FFT} points keep the digit products exact, got {n_fft}")
     shape = spectrum.shape[1:]
-    parts = torch.view_as_real(spectrum.reshape(n_freq, -1))  # [F, J, 2]
-    b = torch.cat([parts[..., 0], parts[..., 1]], dim=0)  # [2F, J]
-    b_exponent = _exponent(b, dim=0)  # [1, J]
-    b0, b1, b_rest = _digits(b, torch.zeros_like(b), b_exponent)
-    wide, a_exponent = _transform(n_fft, lags, spectrum.device)
     n = 2 * n_freq
-    a0 = wide[:, n:2 * n]
+    parts = torch.view_as_real(spectrum.reshape(n_freq, -1))  # [F, J, 2]
+    b = torch.cat([parts[..., 0], parts[..., 1]], dim=0)  # [2F, J]: B
+    b_exponent = _exponent(b, dim=0)  # [1, J]
+    # B̂ = 2^-18 b0 + 2^-36 r with r = b1 + rb: digits b0, b1 and remainder rb (exact: B is float64)
+    digits = b.new_empty(2 * n, b.shape[1])  # [b0; b1]
+    u = scaled(b, DIGIT_BITS - b_exponent)
+    b0 = torch.round(u, out=digits[:n])
+    r = (u - b0).mul_(2.0 ** DIGIT_BITS)
+    b1 = torch.round(r, out=digits[n:])
+    wide, a_exponent = _transform(n_fft, lags, spectrum.device)  # [a1 | a0 | ra]
+    low, lowest = 2.0 ** (-3 * DIGIT_BITS), 2.0 ** (-4 * DIGIT_BITS)
     # Â B̂ = 2^-36 a0 b0 + 2^-54 (a0 b1 + a1 b0) + 2^-54 (a0 rb + ra b0) + 2^-72 (a1 + ra)(b1 + rb)
-    level0 = a0 @ b0  # exact: integers below 2^49
-    level1 = wide[:, :2 * n] @ torch.cat([b0, b1])  # a1 b0 + a0 b1, exact: integers below 2^50
-    low = 2.0 ** (-3 * DIGIT_BITS)
-    lowest = 2.0 ** (-4 * DIGIT_BITS)
-    b_whole1 = b1 + b_rest
-    # what involves a remainder, ~2^-18 of the result, in float64: a1 (2^-72 B1) + a0 (2^-54 rb) + ra (2^-54 b0 + 2^-72 B1)
-    rest = wide @ torch.cat([lowest * b_whole1, low * b_rest, low * b0 + lowest * b_whole1])
+    level0 = wide[:, n:2 * n] @ b0  # exact: integers below 2^50
+    level1 = wide[:, :2 * n] @ digits  # a1 b0 + a0 b1, exact: integers below 2^50
+    # what involves a remainder, ~2^-18 of the result, in float64: a1 (2^-72 r) + a0 (2^-54 rb) + ra (2^-54 b0 + 2^-72 r)
+    right = b.new_empty(3 * n, b.shape[1])
+    torch.mul(r, lowest, out=right[:n])
+    torch.sub(r, b1, out=right[n:2 * n]).mul_(low)
+    torch.mul(b0, low, out=right[2 * n:]).add_(right[:n])
+    rest = wide @ right
     hi, lo = two_sum(level0 * 2.0 ** (-2 * DIGIT_BITS), level1 * low)
     hi, lo = dd_add(hi, lo, rest)
     exponent = a_exponent + b_exponent
