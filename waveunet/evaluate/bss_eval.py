@@ -28,7 +28,7 @@ Here (the ``fast`` backend):
    the difference is how far a float64 evaluator, museval included, can be off (:class:`Conditioning`).
 
 Where museval is determined its scores are reproduced to 1e-7-1e-4 dB; where it is not, these
-scores are stable (at most 6e-5 dB under rescalings of the data by 1 ± 1e-9 and 1 + 5e-9) and the
+scores are stable (at most 8.5e-5 dB under rescalings of the data by 1 ± 1e-9 and 1 + 5e-9) and the
 frames are flagged. All arithmetic is float64 (double-doubles where it says so), on any torch
 device.
 """
