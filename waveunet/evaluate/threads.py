@@ -3,7 +3,8 @@
 ``torch.set_num_threads`` acts on the calling thread only (OpenMP's thread count is a per-thread
 setting), so every thread that computes sets its own: an evaluation on one of ``jobs`` worker
 threads (``waveunet evaluate --jobs``) uses ``cores // jobs`` torch threads, and shares them with
-the helper thread it starts for the per-source systems (:func:`with_helper_thread`). The number of
+the helper thread it starts to factor the per-source systems beside the joint one's block Schur
+recursion (:func:`with_helper_thread`). The number of
 cores is torch's thread count when the jobs start.
 """
 
