@@ -63,12 +63,6 @@ def scaled(x: torch.Tensor, exponent: torch.Tensor) -> torch.Tensor:
     return torch.ldexp(x, exponent)
 
 
-def dd_mul(a_hi, a_lo, b_hi, b_lo) -> tuple[torch.Tensor, torch.Tensor]:
-    """The product of two double-doubles, renormalised (to ~2^-104 relative)."""
-    p, e = two_product(a_hi, b_hi)
-    return two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
-
-
 #: Veltkamp's splitter for float64: 2^27 + 1
 _SPLITTER = 134217729.0
 
@@ -85,6 +79,12 @@ def two_product(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.T
     b_lo = b - b_hi
     e = ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
     return p, e
+
+
+def dd_mul(a_hi, a_lo, b_hi, b_lo) -> tuple[torch.Tensor, torch.Tensor]:
+    """The product of two double-doubles, renormalised (to ~2^-104 relative)."""
+    p, e = two_product(a_hi, b_hi)
+    return two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
 
 
 def split_digits(x: torch.Tensor, dims: tuple[int, ...], n_digits: int) -> tuple[torch.Tensor, torch.Tensor]:
