@@ -87,6 +87,13 @@ def dd_mul(a_hi, a_lo, b_hi, b_lo) -> tuple[torch.Tensor, torch.Tensor]:
     return two_sum(p, e + (a_hi * b_lo + a_lo * b_hi))
 
 
+def exponent_above(x: torch.Tensor, dims) -> torch.Tensor:
+    """``e`` with ``max |x| < 2^e`` over ``dims`` (kept as size 1), as ``x``'s dtype; 1 for all
+    zeros."""
+    largest = x.abs().amax(dim=dims, keepdim=True)
+    return torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1].to(x.dtype)
+
+
 def split_digits(x: torch.Tensor, dims: tuple[int, ...], n_digits: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``x ≈ 2^(e − 16 D) · Σ_i digits[i] · 2^(16 i)`` with integer ``digits`` in ``[−2^15, 2^15]``.
 
@@ -97,9 +104,7 @@ def split_digits(x: torch.Tensor, dims: tuple[int, ...], n_digits: int) -> tuple
         ``digits`` [D, *x.shape] (float64 holding integers) and ``exponent`` (``e − 16 D``),
         shaped like ``x`` with ``dims`` kept as size 1.
     """
-    largest = x.abs().amax(dim=dims, keepdim=True)
-    exponent = torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1]
-    exponent = exponent.to(x.dtype) - DIGIT_BITS * n_digits  # |x| < 2^(exponent + 16 D)
+    exponent = exponent_above(x, dims) - DIGIT_BITS * n_digits  # |x| < 2^(exponent + 16 D)
     rest = torch.round(scaled(x, -exponent))  # an integer below 2^(16 D), exact in float64
     digits = []
     for i in reversed(range(1, n_digits)):

@@ -30,7 +30,7 @@ from math import factorial
 
 import torch
 
-from .extended import dd_add, dd_mul, scaled, two_sum
+from .extended import dd_add, dd_mul, exponent_above, scaled, two_sum
 
 #: bits per digit: the digit products of a level, ``(2^18 · 2^17 + 2^17 · 2^18)`` at most, summed
 #: over ``2F = N + 2`` rows, stay below 2^53 (exact in float64, in any order) for N up to 2^16
@@ -74,22 +74,21 @@ def twiddles(n_fft: int, device=None) -> tuple[tuple[torch.Tensor, torch.Tensor]
     return cos, (sin[0] * sign, sin[1] * sign)
 
 
-def _digits(hi: torch.Tensor, lo: torch.Tensor, exponent: torch.Tensor):
-    """``hi + lo = 2^(e − 18) d0 + 2^(e − 36) (d1 + rest)`` with integers ``|d0| <= 2^18``,
-    ``|d1| <= 2^17`` and ``|rest| <= 1/2`` (to ~2^-53 of it), given ``|hi + lo| < 2^e``."""
-    u, v = scaled(hi, DIGIT_BITS - exponent), scaled(lo, DIGIT_BITS - exponent)
+def _digits(hi: torch.Tensor, lo: torch.Tensor | None, exponent: torch.Tensor):
+    """``hi + lo = 2^(e − 18) d0 + 2^(e − 36) r`` and ``r = d1 + rest``, with integers
+    ``|d0| <= 2^18``, ``|d1| <= 2^17`` and ``|rest| <= 1/2`` (to ~2^-53 of it), given
+    ``|hi + lo| < 2^e`` (``lo`` None: ``hi`` alone, and ``rest`` exact). Returns d0, d1, r, rest."""
+    u = scaled(hi, DIGIT_BITS - exponent)
     d0 = torch.round(u)
-    r_hi, r_lo = two_sum(u - d0, v)  # u − d0 exact: within 1/2 of an integer below 2^53
-    r_hi, r_lo = r_hi * 2.0 ** DIGIT_BITS, r_lo * 2.0 ** DIGIT_BITS
-    d1 = torch.round(r_hi)
-    rest = (r_hi - d1) + r_lo
-    return d0, d1, rest
-
-
-def _exponent(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``e`` with ``max |x| < 2^e`` along ``dim`` (kept as size 1); 0 for all zeros."""
-    largest = x.abs().amax(dim=dim, keepdim=True)
-    return torch.frexp(torch.where(largest > 0, largest, torch.ones_like(largest)))[1].to(x.dtype)
+    r = u - d0  # exact: within 1/2 of an integer below 2^53
+    if lo is not None:
+        r, r_lo = two_sum(r, scaled(lo, DIGIT_BITS - exponent))
+    r = r.mul_(2.0 ** DIGIT_BITS)
+    d1 = torch.round(r)
+    rest = r - d1
+    if lo is not None:
+        rest += r_lo * 2.0 ** DIGIT_BITS
+    return d0, d1, r, rest
 
 
 @lru_cache(maxsize=2)
@@ -106,7 +105,7 @@ def _transform(n_fft: int, lags: int, device: torch.device) -> tuple[torch.Tenso
     hi[:, n_freq], lo[:, n_freq] = 0, 0  # the imaginary parts at 0 and N/2 count for nothing (irfft)
     hi[:, -1], lo[:, -1] = 0, 0
     exponent = int(torch.frexp(torch.tensor(2.0 / n_fft))[1])  # |A| <= 2/N < 2^exponent
-    d0, d1, rest = _digits(hi, lo, torch.tensor(float(exponent), dtype=torch.float64, device=device))
+    d0, d1, _, rest = _digits(hi, lo, torch.tensor(float(exponent), dtype=torch.float64, device=device))
     return torch.cat([d1, d0, rest], dim=1).contiguous(), exponent
 
 
@@ -131,23 +130,15 @@ def exact_lags(spectrum: torch.Tensor, n_fft: int, lags: int) -> tuple[torch.Ten
     n = 2 * n_freq
     parts = torch.view_as_real(spectrum.reshape(n_freq, -1))  # [F, J, 2]
     b = torch.cat([parts[..., 0], parts[..., 1]], dim=0)  # [2F, J]: B
-    b_exponent = _exponent(b, dim=0)  # [1, J]
-    # B̂ = 2^-18 b0 + 2^-36 r with r = b1 + rb: digits b0, b1 and remainder rb (exact: B is float64)
-    digits = b.new_empty(2 * n, b.shape[1])  # [b0; b1]
-    u = scaled(b, DIGIT_BITS - b_exponent)
-    b0 = torch.round(u, out=digits[:n])
-    r = (u - b0).mul_(2.0 ** DIGIT_BITS)
-    b1 = torch.round(r, out=digits[n:])
+    b_exponent = exponent_above(b, dims=0)  # [1, J]
+    b0, b1, r, b_rest = _digits(b, None, b_exponent)  # B̂ = 2^-18 b0 + 2^-36 r, r = b1 + rb
     wide, a_exponent = _transform(n_fft, lags, spectrum.device)  # [a1 | a0 | ra]
     low, lowest = 2.0 ** (-3 * DIGIT_BITS), 2.0 ** (-4 * DIGIT_BITS)
     # Â B̂ = 2^-36 a0 b0 + 2^-54 (a0 b1 + a1 b0) + 2^-54 (a0 rb + ra b0) + 2^-72 (a1 + ra)(b1 + rb)
     level0 = wide[:, n:2 * n] @ b0  # exact: integers below 2^50
-    level1 = wide[:, :2 * n] @ digits  # a1 b0 + a0 b1, exact: integers below 2^50
+    level1 = wide[:, :2 * n] @ torch.cat([b0, b1])  # a1 b0 + a0 b1, exact: integers below 2^50
     # what involves a remainder, ~2^-18 of the result, in float64: a1 (2^-72 r) + a0 (2^-54 rb) + ra (2^-54 b0 + 2^-72 r)
-    right = b.new_empty(3 * n, b.shape[1])
-    torch.mul(r, lowest, out=right[:n])
-    torch.sub(r, b1, out=right[n:2 * n]).mul_(low)
-    torch.mul(b0, low, out=right[2 * n:]).add_(right[:n])
+    right = torch.cat([lowest * r, low * b_rest, low * b0 + lowest * r])
     rest = wide @ right
     hi, lo = two_sum(level0 * 2.0 ** (-2 * DIGIT_BITS), level1 * low)
     hi, lo = dd_add(hi, lo, rest)

@@ -172,12 +172,11 @@ class NormalSystem:
         ridge: [batch] the relative ridge to solve with (:meth:`solve_determined`); none if None.
         blocks_lo, rhs_lo: the low parts of ``blocks`` and ``rhs`` if they are double-doubles
             (the exact solve is then that of their sums).
-        preconditioner: a factor to use instead of making one.
     """
 
     def __init__(self, blocks: torch.Tensor, rhs: torch.Tensor, rhs_scale: torch.Tensor,
                  ridge: torch.Tensor | None = None, blocks_lo: torch.Tensor | None = None,
-                 rhs_lo: torch.Tensor | None = None, preconditioner: SchurFactor | None = None):
+                 rhs_lo: torch.Tensor | None = None):
         self.blocks, self.rhs, self.rhs_scale = blocks, rhs, rhs_scale
         self.blocks_lo = torch.zeros_like(blocks) if blocks_lo is None else blocks_lo
         self.rhs_lo = torch.zeros_like(rhs) if rhs_lo is None else rhs_lo
@@ -187,32 +186,21 @@ class NormalSystem:
         #: the ridge each system will be solved with (relative), known before it is factored, so
         #: that the factor preconditions exactly that system
         self.ridge = torch.zeros_like(self.mean_eigenvalue) if ridge is None else ridge
-        if preconditioner is None:
-            factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
-            preconditioner = SchurFactor(blocks, factor_ridge)
-        self.preconditioner = preconditioner
-        self._initial = None
-
-    def initial_guess(self) -> torch.Tensor:
-        """``M⁻¹ d``, the preconditioner's solutions [batch, L, K, M], where the exact solve starts
-        (made once: with 4096 unknowns each application reads a 128 MB factor twice)."""
-        if self._initial is None:
-            self._initial = self.preconditioner(self.rhs)
-        return self._initial
+        factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
+        self.preconditioner = SchurFactor(blocks, factor_ridge)
 
     def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None):
         """Exact solutions of ``(T + μ I) x = d``, ``μ = ridge · mean eigenvalue`` [batch] (0: the
         system itself), for the systems ``index`` (all if None). Returns x and the relative
         residuals. The one factorisation preconditions ridges up to a hundred times its own
         (the preconditioned eigenvalues stay within [1, 100])."""
-        start = None if index is not None else self.initial_guess()
         index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
         mu = ridge[index] * self.mean_eigenvalue[index]
         operator = ExactToeplitz(*_ridged(self.blocks[index], mu, self.blocks_lo[index])) \
             if bool((mu > 0).any()) else _subset(self.operator, index)
         preconditioner = self.preconditioner.subset(index)
         rhs = self.rhs[index]
-        start = preconditioner(rhs) if start is None else start
+        start = preconditioner(rhs)  # M⁻¹ d, the preconditioner's solutions
         return _exact_cg(operator, rhs, preconditioner, start, self.rhs_lo[index])
 
     def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
