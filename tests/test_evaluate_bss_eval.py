@@ -386,6 +386,22 @@ def test_silent_source_and_shape_mismatch_are_refused():
         bss_eval(references, references, backend="mir_eval")
 
 
+@pytest.mark.parametrize("batch, lags, k", [(1, 512, 4), (2, 33, 2), (1, 1, 3)])
+def test_dense_toeplitz_matrix_both_ways(batch, lags, k):
+    """The dense ``T`` from its blocks, as one copy of a negatively strided view (numpy, the CPU)
+    and as a flipped Hankel view (torch, other devices), against a plain gather."""
+    from waveunet.evaluate.toeplitz import _rows_by_flip, _rows_by_numpy, dense
+
+    blocks = torch.randn(batch, lags, k, k, dtype=torch.float64, generator=torch.Generator().manual_seed(lags))
+    full = torch.cat([blocks.transpose(-1, -2).flip(1)[:, :-1], blocks], dim=1)  # lags −(L−1) … L−1
+    delay = torch.arange(lags)
+    gathered = full[:, lags - 1 + delay[None, :] - delay[:, None]]  # [batch, a, b, K, K]: R(b − a)
+    expected = gathered.permute(0, 1, 3, 2, 4).reshape(batch, lags * k, lags * k)
+    h = full.permute(0, 2, 1, 3).contiguous()
+    for matrix in (dense(blocks), _rows_by_numpy(h), _rows_by_flip(h)):
+        assert torch.equal(matrix, expected)
+
+
 def test_exact_products_schur_factor_and_solver_on_real_systems():
     """The pieces: block-Toeplitz products exact to 2^-64 of their terms (against exact rational
     arithmetic; float64 gets 2^-53 of them, and worse after cancellation), the

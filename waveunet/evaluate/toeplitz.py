@@ -395,17 +395,26 @@ def dense(blocks: torch.Tensor) -> torch.Tensor:
     ``h[p, lag, q]``, contiguous. So ``T`` is a strided view of ``h`` with a negative stride in
     ``a``, and one copy makes it (numpy has negative strides; torch flips a Hankel view instead,
     three times slower)."""
-    batch, lags, k, _ = blocks.shape
     full = torch.cat([blocks.transpose(-1, -2).flip(1)[:, :-1], blocks], dim=1)  # lags −(L−1) … L−1
     h = full.permute(0, 2, 1, 3).contiguous()  # [batch, K(p), 2L−1, K(q)]
-    if h.device.type == "cpu":
-        import numpy as np
+    return _rows_by_numpy(h) if h.device.type == "cpu" else _rows_by_flip(h)
 
-        array = h.numpy()
-        size = array.itemsize
-        rows = np.lib.stride_tricks.as_strided(array[:, :, lags - 1:], shape=(batch, lags, k, lags * k),
-                                               strides=(array.strides[0], -k * size, array.strides[1], size))
-        return torch.from_numpy(rows.copy(order="C")).reshape(batch, lags * k, lags * k)
+
+def _rows_by_numpy(h: torch.Tensor) -> torch.Tensor:
+    import numpy as np
+
+    batch, k, span, _ = h.shape
+    lags = (span + 1) // 2
+    array = h.numpy()
+    size = array.itemsize
+    rows = np.lib.stride_tricks.as_strided(array[:, :, lags - 1:], shape=(batch, lags, k, lags * k),
+                                           strides=(array.strides[0], -k * size, array.strides[1], size))
+    return torch.from_numpy(rows.copy(order="C")).reshape(batch, lags * k, lags * k)
+
+
+def _rows_by_flip(h: torch.Tensor) -> torch.Tensor:
+    batch, k, span, _ = h.shape
+    lags = (span + 1) // 2
     stride = h.stride()  # reversed[c, p, (b, q)] = h[p, c + b, q] is row a = L−1−c
     reversed_rows = h.as_strided((batch, lags, k, lags * k), (stride[0], stride[2], stride[1], 1))
     return reversed_rows.flip(1).reshape(batch, lags * k, lags * k)
