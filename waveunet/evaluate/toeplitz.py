@@ -86,13 +86,6 @@ class SchurFactor:
         lower = torch.linalg.solve_triangular(self.factor.transpose(-1, -2), flat, upper=False)
         return torch.linalg.solve_triangular(self.factor, lower, upper=True).reshape(rhs.shape)
 
-    def subset(self, index: torch.Tensor) -> "SchurFactor":
-        if _everything(index, len(self.factor)):
-            return self
-        chosen = object.__new__(SchurFactor)
-        chosen.factor, chosen.ridge = self.factor[index], self.ridge[index]
-        return chosen
-
 
 #: systems up to this many unknowns (K L) are factored densely
 DENSE_SIZE = 2048
@@ -189,19 +182,14 @@ class NormalSystem:
         factor_ridge = torch.clamp(self.ridge, min=PRECONDITIONER_RIDGE) * self.mean_eigenvalue
         self.preconditioner = SchurFactor(blocks, factor_ridge)
 
-    def solve(self, ridge: torch.Tensor, index: torch.Tensor | None = None):
+    def solve(self, ridge: torch.Tensor):
         """Exact solutions of ``(T + μ I) x = d``, ``μ = ridge · mean eigenvalue`` [batch] (0: the
-        system itself), for the systems ``index`` (all if None). Returns x and the relative
-        residuals. The one factorisation preconditions ridges up to a hundred times its own
-        (the preconditioned eigenvalues stay within [1, 100])."""
-        index = torch.arange(len(self.blocks), device=self.blocks.device) if index is None else index
-        mu = ridge[index] * self.mean_eigenvalue[index]
-        operator = ExactToeplitz(*_ridged(self.blocks[index], mu, self.blocks_lo[index])) \
-            if bool((mu > 0).any()) else _subset(self.operator, index)
-        preconditioner = self.preconditioner.subset(index)
-        rhs = self.rhs[index]
-        start = preconditioner(rhs)  # M⁻¹ d, the preconditioner's solutions
-        return _exact_cg(operator, rhs, preconditioner, start, self.rhs_lo[index])
+        system itself). Returns x and the relative residuals. The one factorisation preconditions
+        ridges up to a hundred times its own (the preconditioned eigenvalues stay within [1, 100])."""
+        mu = ridge * self.mean_eigenvalue
+        operator = ExactToeplitz(*_ridged(self.blocks, mu, self.blocks_lo)) if bool((mu > 0).any()) else self.operator
+        start = self.preconditioner(self.rhs)  # M⁻¹ d, the preconditioner's solutions
+        return _exact_cg(operator, self.rhs, self.preconditioner, start, self.rhs_lo)
 
     def solve_determined(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The exact solutions of the systems (with their :attr:`ridge`); for a system where that
@@ -257,16 +245,6 @@ class NormalSystem:
 #: the rounding errors of the correlations, in ulps of the sums they come from: museval's come from
 #: FFTs of the whole track (2^19 points and more), which err by ~10 ulps; ours by 1-2
 _PERTURBATION_ULPS = 16.0
-
-
-def _everything(index: torch.Tensor, size: int) -> bool:
-    return len(index) == size and bool((index == torch.arange(size, device=index.device)).all())
-
-
-def _subset(operator: ExactToeplitz, index: torch.Tensor) -> ExactToeplitz:
-    if _everything(index, len(operator.blocks)):
-        return operator
-    return ExactToeplitz(operator.blocks[index], None if operator.blocks_lo is None else operator.blocks_lo[index])
 
 
 def _float64_cg(operator: ExactToeplitz, rhs: torch.Tensor, preconditioner, iterations: int = 4) -> torch.Tensor:
